@@ -1,0 +1,288 @@
+// The fused forward pass, FlashAttention-2 style, per SIMD target.
+//
+// For each work item (a tile of query rows of one head against a chunk of
+// packed keys) and each kv block the item's rows can see:
+//   S = (scale Q) K^T                      QkMicroTile
+//   hide keys outside each row's range     ApplyKeyRanges
+//   softcap, ALiBi, mask tensor            ApplyScoreMods
+//   m' = max(m, rowmax S), P = exp(S - m'), l' = l e^(m-m') + rowsum P
+//   O  = O e^(m-m') + P V                  PvMicroTile
+// and at the end O / l and lse = m + log l. Nothing grows with
+// seq_q x seq_k: the score tile is q_tile_rows x kv_block.
+
+#if defined(SALIENCE_KERNELS_SIMD_FORWARD_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef SALIENCE_KERNELS_SIMD_FORWARD_INL_H_
+#undef SALIENCE_KERNELS_SIMD_FORWARD_INL_H_
+#else
+#define SALIENCE_KERNELS_SIMD_FORWARD_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <vector>
+
+#include "core/problem.h"
+#include "hwy/aligned_allocator.h"
+#include "hwy/highway.h"
+#include "kernels/simd/pack-inl.h"
+#include "kernels/simd/schedule.h"
+#include "kernels/simd/tiles-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace salience::simd::HWY_NAMESPACE {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Bytes of packed K and V one phase may hold: keeps the workspace
+// independent of sequence length (16 MiB is 32k keys at head_dim 64) while
+// a whole (head, sequence) of typical length fits in one phase.
+constexpr std::int64_t kPackBudgetBytes = std::int64_t{16} << 20;
+
+// Per-thread tiles, allocated once per call.
+struct Scratch {
+  float* q_tile;   // [kQTileRows][head_dim], scaled queries
+  float* s_tile;   // [kQTileRows][kKvBlock], scores then probabilities
+  float* o_tile;   // [kQTileRows][dv_pad], unnormalized output
+  float* row_max;  // [kQTileRows] running max m
+  float* row_sum;  // [kQTileRows] running sum l
+  float* alpha;    // [kQTileRows] rescale factor of the current block
+};
+
+// Softmax state carried across phases when a row's keys span chunks.
+struct CarriedState {
+  std::vector<float> row_max, row_sum;  // [batch][seq_q][heads_q]
+  std::int64_t Index(const core::Problem& p, std::int64_t tensor_batch,
+                     std::int64_t row, std::int64_t head) const {
+    return (tensor_batch * p.q.shape[1] + row) * p.heads_q + head;
+  }
+};
+
+// Everything a work item reads besides the problem.
+struct ItemContext {
+  const core::Problem* p;
+  const PackedKv* packed;
+  CarriedState* state;
+  std::size_t dv_pad;
+};
+
+// Sets S to -inf outside each row's visible key range.
+inline void ApplyKeyRanges(const core::Problem& p, const core::SeqSpan& seq,
+                           std::int64_t row_begin, std::size_t rows,
+                           std::int64_t block_start, float* s) {
+  constexpr std::int64_t kBlock = TileTraits::kKvBlock;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const core::KeyRange keys = p.Keys(seq, row_begin + r);
+    const std::int64_t lo = std::clamp<std::int64_t>(keys.begin - block_start, 0, kBlock);
+    const std::int64_t hi = std::clamp<std::int64_t>(keys.end - block_start, lo, kBlock);
+    float* row = s + r * kBlock;
+    std::fill(row, row + lo, kNegInf);
+    std::fill(row + hi, row + kBlock, kNegInf);
+  }
+}
+
+// Softcap, ALiBi and the mask tensor, on the scores still visible.
+inline void ApplyScoreMods(const core::Problem& p, const core::SeqSpan& seq,
+                           std::int64_t seq_index, std::int64_t head,
+                           std::int64_t row_begin, std::size_t rows,
+                           std::int64_t block_start, float* s) {
+  constexpr std::int64_t kBlock = TileTraits::kKvBlock;
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* row = s + r * kBlock;
+    for (std::int64_t j = 0; j < kBlock; ++j) {
+      if (row[j] == kNegInf) continue;
+      row[j] = core::ModifyScore<float>(p, seq, seq_index, head,
+                                        row_begin + r, block_start + j, row[j]);
+    }
+  }
+}
+
+// The online-softmax step for one row: grows the running max, turns the
+// row's scores into probabilities in place, and returns the factor that
+// rescales what the row accumulated before. A row that has seen no visible
+// key keeps max -inf and uses 0 as its reference point, so masked scores give
+// exp(-inf) = 0 rather than NaN.
+inline float SoftmaxRow(float* s, float* row_max, float* row_sum) {
+  const DF d;
+  constexpr std::size_t N = TileTraits::kLanes;
+  VF block_max = hn::Set(d, kNegInf);
+  for (std::size_t c = 0; c < TileTraits::kKvBlock; c += N) {
+    block_max = hn::Max(block_max, hn::Load(d, s + c));
+  }
+  const float seen = hn::GetLane(hn::MaxOfLanes(d, block_max));
+  const float m_new = seen > *row_max ? seen : *row_max;
+  const float m_ref = m_new == kNegInf ? 0.0f : m_new;
+  const VF ref = hn::Set(d, m_ref);
+  VF sum = hn::Zero(d);
+  for (std::size_t c = 0; c < TileTraits::kKvBlock; c += N) {
+    const VF prob = ExpNonPositive(hn::Sub(hn::Load(d, s + c), ref));
+    hn::Store(prob, d, s + c);
+    sum = hn::Add(sum, prob);
+  }
+  const float alpha =
+      hn::GetLane(ExpNonPositive(hn::Set(d, *row_max - m_ref)));
+  *row_sum = *row_sum * alpha + hn::GetLane(hn::SumOfLanes(d, sum));
+  *row_max = m_new;
+  return alpha;
+}
+
+// O = alpha O + P V where a probability of exactly 0 (a hidden key) skips
+// its value row: used for blocks whose V holds inf/NaN, so that a value the
+// row cannot see never turns 0 * NaN into NaN.
+inline void PvSkippingHidden(const float* p, std::size_t rows,
+                             std::size_t keys, const float* v,
+                             std::size_t dv_pad, const float* alpha,
+                             float* o) {
+  const DF d;
+  constexpr std::size_t N = TileTraits::kLanes;
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* o_row = o + r * dv_pad;
+    const VF scale = hn::Set(d, alpha[r]);
+    for (std::size_t c = 0; c < dv_pad; c += N) {
+      hn::Store(hn::Mul(hn::Load(d, o_row + c), scale), d, o_row + c);
+    }
+    for (std::size_t k = 0; k < keys; ++k) {
+      const float weight = p[r * TileTraits::kKvBlock + k];
+      if (weight == 0.0f) continue;
+      const VF w = hn::Set(d, weight);
+      for (std::size_t c = 0; c < dv_pad; c += N) {
+        hn::Store(hn::MulAdd(w, hn::Load(d, v + k * dv_pad + c), hn::Load(d, o_row + c)),
+                  d, o_row + c);
+      }
+    }
+  }
+}
+
+// Copies the tile's query rows, times scale, into q_tile; rows past the
+// tile's end are zero so the micro-kernels can run whole row groups.
+inline void LoadQueries(const core::Problem& p, const core::SeqSpan& seq,
+                        std::int64_t head, std::int64_t row_begin,
+                        std::size_t rows, std::size_t rows_padded,
+                        float* q_tile) {
+  const auto* q = static_cast<const float*>(p.q.data);
+  const std::int64_t depth = p.head_dim;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* src =
+        q + p.q.Offset(seq.tensor_batch, seq.q_begin + row_begin + r, head, 0);
+    for (std::int64_t k = 0; k < depth; ++k) {
+      q_tile[r * depth + k] = src[k * p.q.strides[3]] * p.scale;
+    }
+  }
+  std::fill(q_tile + rows * depth, q_tile + rows_padded * depth, 0.0f);
+}
+
+// Starts the tile's softmax state: fresh, or carried from an earlier chunk
+// (the unnormalized output was parked in `out`).
+inline void BeginState(const ItemContext& ctx, const Piece& piece,
+                       const core::SeqSpan& seq, const WorkItem& item,
+                       std::size_t rows_padded, const Scratch& sc) {
+  const core::Problem& p = *ctx.p;
+  std::fill(sc.o_tile, sc.o_tile + rows_padded * ctx.dv_pad, 0.0f);
+  std::fill(sc.row_max, sc.row_max + rows_padded, kNegInf);
+  std::fill(sc.row_sum, sc.row_sum + rows_padded, 0.0f);
+  std::fill(sc.alpha, sc.alpha + rows_padded, 1.0f);
+  if (piece.first_chunk) return;
+  const auto* out = static_cast<const float*>(p.out.data);
+  for (std::int64_t r = 0; r < item.row_end - item.row_begin; ++r) {
+    const std::int64_t row = seq.q_begin + item.row_begin + r;
+    const std::int64_t at = ctx.state->Index(p, seq.tensor_batch, row, item.head);
+    sc.row_max[r] = ctx.state->row_max[at];
+    sc.row_sum[r] = ctx.state->row_sum[at];
+    if (sc.row_max[r] == kNegInf) continue;  // nothing accumulated yet
+    const float* src = out + p.out.Offset(seq.tensor_batch, row, item.head, 0);
+    for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
+      sc.o_tile[r * ctx.dv_pad + c] = src[c * p.out.strides[3]];
+    }
+  }
+}
+
+// Ends the tile: normalizes into out and lse on the last chunk, or parks
+// the unnormalized state for the next one.
+inline void EndState(const ItemContext& ctx, const Piece& piece,
+                     const core::SeqSpan& seq, const WorkItem& item,
+                     const Scratch& sc) {
+  const core::Problem& p = *ctx.p;
+  auto* out = static_cast<float*>(p.out.data);
+  for (std::int64_t r = 0; r < item.row_end - item.row_begin; ++r) {
+    const std::int64_t row = seq.q_begin + item.row_begin + r;
+    float* dst = out + p.out.Offset(seq.tensor_batch, row, item.head, 0);
+    const float* acc = sc.o_tile + r * ctx.dv_pad;
+    const float sum = sc.row_sum[r];
+    if (!piece.last_chunk) {
+      const std::int64_t at = ctx.state->Index(p, seq.tensor_batch, row, item.head);
+      ctx.state->row_max[at] = sc.row_max[r];
+      ctx.state->row_sum[at] = sum;
+      for (std::int64_t c = 0; c < p.head_dim_v; ++c) dst[c * p.out.strides[3]] = acc[c];
+      continue;
+    }
+    // sum == 0: the row saw no key (sum >= 1 otherwise, from its max).
+    const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
+    for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
+      dst[c * p.out.strides[3]] = acc[c] * inv;
+    }
+    if (p.lse != nullptr) {
+      auto* lse = static_cast<float*>(p.lse->data);
+      lse[p.lse->Offset(seq.tensor_batch, item.head, row)] =
+          sum == 0.0f ? kNegInf : sc.row_max[r] + std::log(sum);
+    }
+  }
+}
+
+// One query tile of one head against the packed blocks of one piece.
+inline void RunItem(const ItemContext& ctx, const Piece& piece,
+                    const WorkItem& item, const Scratch& sc) {
+  constexpr std::int64_t kBlock = TileTraits::kKvBlock;
+  constexpr std::size_t kMicroRows = TileTraits::kMicroRows;
+  const core::Problem& p = *ctx.p;
+  const core::SeqSpan seq = p.Seq(piece.seq);
+  const std::size_t rows = static_cast<std::size_t>(item.row_end - item.row_begin);
+  const std::size_t rows_padded = (rows + kMicroRows - 1) / kMicroRows * kMicroRows;
+  const std::size_t dv_vecs = ctx.dv_pad / TileTraits::kLanes;
+  const std::size_t depth = static_cast<std::size_t>(p.head_dim);
+
+  BeginState(ctx, piece, seq, item, rows_padded, sc);
+  const core::KeyRange hull = TileKeys(p, seq, item.row_begin, item.row_end);
+  const std::int64_t begin = std::max(hull.begin, piece.key_begin);
+  const std::int64_t end = std::min(hull.end, piece.key_end);
+  if (end > begin) LoadQueries(p, seq, item.head, item.row_begin, rows, rows_padded, sc.q_tile);
+  // Keys every row of the tile sees: blocks inside need no masking.
+  const std::int64_t all_begin = p.Keys(seq, item.row_end - 1).begin;
+  const std::int64_t all_end = p.Keys(seq, item.row_begin).end;
+
+  for (std::int64_t start = begin / kBlock * kBlock; start < end; start += kBlock) {
+    const std::int64_t block = piece.pack_offset + (start - piece.key_begin) / kBlock;
+    const float* kt = ctx.packed->KeyBlock(block);
+    const float* v = ctx.packed->ValueBlock(block);
+    for (std::size_t g = 0; g < rows_padded; g += kMicroRows) {
+      QkMicroTile<kMicroRows, TileTraits::kMicroVecs>(
+          sc.q_tile + g * depth, depth, kt, depth, sc.s_tile + g * kBlock, kBlock);
+    }
+    const bool whole = start >= all_begin && start + kBlock <= all_end;
+    if (!whole) ApplyKeyRanges(p, seq, item.row_begin, rows, start, sc.s_tile);
+    if (p.has_score_mods()) {
+      ApplyScoreMods(p, seq, piece.seq, item.head, item.row_begin, rows, start, sc.s_tile);
+    }
+    for (std::size_t r = 0; r < rows; ++r) {
+      sc.alpha[r] = SoftmaxRow(sc.s_tile + r * kBlock, sc.row_max + r, sc.row_sum + r);
+    }
+    const std::size_t keys = static_cast<std::size_t>(std::min(kBlock, end - start));
+    const bool may_hide = !whole || p.mask.data != nullptr;
+    if (may_hide && ctx.packed->ValueNonFinite(block)) {
+      PvSkippingHidden(sc.s_tile, rows, keys, v, ctx.dv_pad, sc.alpha, sc.o_tile);
+      continue;
+    }
+    for (std::size_t g = 0; g < rows_padded; g += kMicroRows) {
+      PvRows<kMicroRows>(sc.s_tile + g * kBlock, kBlock, keys, v, ctx.dv_pad,
+                         sc.alpha + g, sc.o_tile + g * ctx.dv_pad, ctx.dv_pad, dv_vecs);
+    }
+  }
+  EndState(ctx, piece, seq, item, sc);
+}
+
+}  // namespace salience::simd::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // SALIENCE_KERNELS_SIMD_FORWARD_INL_H_
