@@ -1,7 +1,9 @@
 // The fused forward pass, FlashAttention-2 style, per SIMD target.
 //
 // For each work item (a tile of query rows of one head against a chunk of
-// packed keys) and each kv block the item's rows can see:
+// packed keys) and each kv block the item's rows can see (blocks outside
+// the causal/window/length bounds are never visited, blocks the mask tensor
+// hides entirely are skipped):
 //   S = (scale Q) K^T                      QkMicroTile
 //   hide keys outside each row's range     ApplyKeyRanges
 //   softcap, ALiBi, mask tensor            ApplyScoreMods
@@ -30,6 +32,7 @@
 #include "hwy/highway.h"
 #include "kernels/simd/pack-inl.h"
 #include "kernels/simd/schedule.h"
+#include "kernels/simd/score_mods-inl.h"
 #include "kernels/simd/tiles-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -81,22 +84,6 @@ inline void ApplyKeyRanges(const core::Problem& p, const core::SeqSpan& seq,
     float* row = s + r * kBlock;
     std::fill(row, row + lo, kNegInf);
     std::fill(row + hi, row + kBlock, kNegInf);
-  }
-}
-
-// Softcap, ALiBi and the mask tensor, on the scores still visible.
-inline void ApplyScoreMods(const core::Problem& p, const core::SeqSpan& seq,
-                           std::int64_t seq_index, std::int64_t head,
-                           std::int64_t row_begin, std::size_t rows,
-                           std::int64_t block_start, float* s) {
-  constexpr std::int64_t kBlock = TileTraits::kKvBlock;
-  for (std::size_t r = 0; r < rows; ++r) {
-    float* row = s + r * kBlock;
-    for (std::int64_t j = 0; j < kBlock; ++j) {
-      if (row[j] == kNegInf) continue;
-      row[j] = core::ModifyScore<float>(p, seq, seq_index, head,
-                                        row_begin + r, block_start + j, row[j]);
-    }
   }
 }
 
@@ -254,6 +241,12 @@ inline void RunItem(const ItemContext& ctx, const Piece& piece,
 
   for (std::int64_t start = begin / kBlock * kBlock; start < end; start += kBlock) {
     const std::int64_t block = piece.pack_offset + (start - piece.key_begin) / kBlock;
+    // A block the mask tensor hides from every row costs no arithmetic.
+    if (p.mask.data != nullptr &&
+        MaskHidesBlock(p, piece.seq, item.head, item.row_begin, rows, start,
+                       std::min(start + kBlock, end))) {
+      continue;
+    }
     const float* kt = ctx.packed->KeyBlock(block);
     const float* v = ctx.packed->ValueBlock(block);
     for (std::size_t g = 0; g < rows_padded; g += kMicroRows) {
