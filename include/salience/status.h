@@ -3,7 +3,7 @@
 // The library never aborts and never throws across its API. Each entry point
 // validates its arguments once and returns a Status whose message names the
 // argument and the expected versus the actual value, e.g.
-//   "k.shape[3] (head_dim): expected 64 (q's head_dim), got 32".
+//   "k.shape[3] (head_dim): expected 64 (q.shape[3]), got 32".
 #pragma once
 
 #include <string>

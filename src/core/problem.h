@@ -112,7 +112,9 @@ inline T ModifyScore(const Problem& p, const SeqSpan& seq, std::int64_t s_idx,
       }
     } else {
       const float add = static_cast<const float*>(p.mask.data)[off];
-      if (add == -std::numeric_limits<float>::infinity()) return -std::numeric_limits<T>::infinity();
+      if (add == -std::numeric_limits<float>::infinity()) {
+        return -std::numeric_limits<T>::infinity();
+      }
       s += static_cast<T>(add);
     }
   }

@@ -51,7 +51,7 @@ struct Scratch {
   float* s_tile;   // [kQTileRows][kKvBlock], scores then probabilities
   float* o_tile;   // [kQTileRows][dv_pad], unnormalized output
   float* row_max;  // [kQTileRows] running max m
-  float* row_sum;  // [kQTileRows] running sum l
+  float* row_sum;  // [kQTileRows][lanes] running sum l, per lane
   float* alpha;    // [kQTileRows] rescale factor of the current block
 };
 
@@ -87,33 +87,50 @@ inline void ApplyKeyRanges(const core::Problem& p, const core::SeqSpan& seq,
   }
 }
 
-// The online-softmax step for one row: grows the running max, turns the
-// row's scores into probabilities in place, and returns the factor that
-// rescales what the row accumulated before. A row that has seen no visible
-// key keeps max -inf and uses 0 as its reference point, so masked scores give
-// exp(-inf) = 0 rather than NaN.
-inline float SoftmaxRow(float* s, float* row_max, float* row_sum) {
+// The online-softmax step for the tile's rows: grows each running max, turns
+// the scores into probabilities in place and sets alpha, the factor that
+// rescales what a row accumulated before. A row that has seen no visible
+// key keeps max -inf and uses 0 as its reference point, so hidden scores
+// give exp(-inf) = 0 rather than NaN. The running sum stays a vector per row
+// (lanes summed once, at the end), which saves a horizontal reduction per
+// row and block; alpha needs an exp only when the max grew.
+inline void SoftmaxBlock(float* s, std::size_t rows, float* row_max,
+                         float* row_sum, float* alpha) {
   const DF d;
   constexpr std::size_t N = TileTraits::kLanes;
-  VF block_max = hn::Set(d, kNegInf);
-  for (std::size_t c = 0; c < TileTraits::kKvBlock; c += N) {
-    block_max = hn::Max(block_max, hn::Load(d, s + c));
+  constexpr std::size_t kBlock = TileTraits::kKvBlock;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* row = s + r * kBlock;
+    VF block_max = hn::Load(d, row);
+    for (std::size_t c = N; c < kBlock; c += N) {
+      block_max = hn::Max(block_max, hn::Load(d, row + c));
+    }
+    const float seen = hn::GetLane(hn::MaxOfLanes(d, block_max));
+    alpha[r] = 1.0f;
+    if (seen > row_max[r]) {
+      // Old max -inf: nothing accumulated, alpha = exp(-inf) = 0 is exact.
+      alpha[r] = hn::GetLane(ExpNonPositive(hn::Set(d, row_max[r] - seen)));
+      row_max[r] = seen;
+    }
   }
-  const float seen = hn::GetLane(hn::MaxOfLanes(d, block_max));
-  const float m_new = seen > *row_max ? seen : *row_max;
-  const float m_ref = m_new == kNegInf ? 0.0f : m_new;
-  const VF ref = hn::Set(d, m_ref);
-  VF sum = hn::Zero(d);
-  for (std::size_t c = 0; c < TileTraits::kKvBlock; c += N) {
-    const VF prob = ExpNonPositive(hn::Sub(hn::Load(d, s + c), ref));
-    hn::Store(prob, d, s + c);
-    sum = hn::Add(sum, prob);
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* row = s + r * kBlock;
+    const VF ref = hn::Set(d, row_max[r] == kNegInf ? 0.0f : row_max[r]);
+    VF sum = hn::Mul(hn::Load(d, row_sum + r * N), hn::Set(d, alpha[r]));
+    for (std::size_t c = 0; c < kBlock; c += N) {
+      const VF prob = ExpNonPositive(hn::Sub(hn::Load(d, row + c), ref));
+      hn::Store(prob, d, row + c);
+      sum = hn::Add(sum, prob);
+    }
+    hn::Store(sum, d, row_sum + r * N);
   }
-  const float alpha =
-      hn::GetLane(ExpNonPositive(hn::Set(d, *row_max - m_ref)));
-  *row_sum = *row_sum * alpha + hn::GetLane(hn::SumOfLanes(d, sum));
-  *row_max = m_new;
-  return alpha;
+}
+
+// The running sum l of row r: its lanes added in a fixed order.
+inline float RowSum(const float* row_sum, std::size_t r) {
+  const DF d;
+  constexpr std::size_t N = TileTraits::kLanes;
+  return hn::GetLane(hn::SumOfLanes(d, hn::Load(d, row_sum + r * N)));
 }
 
 // O = alpha O + P V where a probability of exactly 0 (a hidden key) skips
@@ -169,7 +186,7 @@ inline void BeginState(const ItemContext& ctx, const Piece& piece,
   const core::Problem& p = *ctx.p;
   std::fill(sc.o_tile, sc.o_tile + rows_padded * ctx.dv_pad, 0.0f);
   std::fill(sc.row_max, sc.row_max + rows_padded, kNegInf);
-  std::fill(sc.row_sum, sc.row_sum + rows_padded, 0.0f);
+  std::fill(sc.row_sum, sc.row_sum + rows_padded * TileTraits::kLanes, 0.0f);
   std::fill(sc.alpha, sc.alpha + rows_padded, 1.0f);
   if (piece.first_chunk) return;
   const auto* out = static_cast<const float*>(p.out.data);
@@ -177,7 +194,7 @@ inline void BeginState(const ItemContext& ctx, const Piece& piece,
     const std::int64_t row = seq.q_begin + item.row_begin + r;
     const std::int64_t at = ctx.state->Index(p, seq.tensor_batch, row, item.head);
     sc.row_max[r] = ctx.state->row_max[at];
-    sc.row_sum[r] = ctx.state->row_sum[at];
+    sc.row_sum[r * TileTraits::kLanes] = ctx.state->row_sum[at];
     if (sc.row_max[r] == kNegInf) continue;  // nothing accumulated yet
     const float* src = out + p.out.Offset(seq.tensor_batch, row, item.head, 0);
     for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
@@ -197,7 +214,7 @@ inline void EndState(const ItemContext& ctx, const Piece& piece,
     const std::int64_t row = seq.q_begin + item.row_begin + r;
     float* dst = out + p.out.Offset(seq.tensor_batch, row, item.head, 0);
     const float* acc = sc.o_tile + r * ctx.dv_pad;
-    const float sum = sc.row_sum[r];
+    const float sum = RowSum(sc.row_sum, r);
     if (!piece.last_chunk) {
       const std::int64_t at = ctx.state->Index(p, seq.tensor_batch, row, item.head);
       ctx.state->row_max[at] = sc.row_max[r];
@@ -258,9 +275,7 @@ inline void RunItem(const ItemContext& ctx, const Piece& piece,
     if (p.has_score_mods()) {
       ApplyScoreMods(p, seq, piece.seq, item.head, item.row_begin, rows, start, sc.s_tile);
     }
-    for (std::size_t r = 0; r < rows; ++r) {
-      sc.alpha[r] = SoftmaxRow(sc.s_tile + r * kBlock, sc.row_max + r, sc.row_sum + r);
-    }
+    SoftmaxBlock(sc.s_tile, rows, sc.row_max, sc.row_sum, sc.alpha);
     const std::size_t keys = static_cast<std::size_t>(std::min(kBlock, end - start));
     const bool may_hide = !whole || p.mask.data != nullptr;
     if (may_hide && ctx.packed->ValueNonFinite(block)) {

@@ -48,7 +48,7 @@ Status ForwardImpl(const core::Problem& p) {
     }
     PackedKv packed(static_cast<std::size_t>(max_blocks), depth, dv_pad);
     const int threads = p.num_threads;
-    const std::size_t scratch_floats = kRows * (depth + kBlock + dv_pad + 3);
+    const std::size_t scratch_floats = kRows * (depth + kBlock + dv_pad + N + 2);
     auto scratch = hwy::AllocateAligned<float>(scratch_floats * threads);
     if (!packed.allocated() || !scratch) {
       return Status(StatusCode::kResourceExhausted, "forward: workspace allocation failed");
@@ -69,7 +69,7 @@ Status ForwardImpl(const core::Problem& p) {
                        base + kRows * (depth + kBlock),
                        base + kRows * (depth + kBlock + dv_pad),
                        base + kRows * (depth + kBlock + dv_pad + 1),
-                       base + kRows * (depth + kBlock + dv_pad + 2)};
+                       base + kRows * (depth + kBlock + dv_pad + 1 + N)};
       for (const Phase& phase : phases) {
 #pragma omp for schedule(dynamic, 4)
         for (std::int64_t block = 0; block < phase.pack_blocks; ++block) {

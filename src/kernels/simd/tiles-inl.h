@@ -39,6 +39,9 @@ struct TileTraits {
   // block (32 KiB at head_dim 128) stay in L2 (1-2 MiB) while the block
   // loop streams K and V.
   static constexpr std::size_t kQTileRows = 8 * kMicroRows;
+  // Scratch tiles are carved from one aligned buffer in kQTileRows-row
+  // slabs; this keeps every slab vector aligned.
+  static_assert(kQTileRows % kLanes == 0);
 };
 
 // S[r][0 .. kVecs*N) = Q[r][:] . K^T[:][0 .. kVecs*N) for kRows rows.
