@@ -1,0 +1,289 @@
+#include "tools/bench_cmd.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/simd/forward.h"
+#include "salience/salience.h"
+#include "tools/cli_error.h"
+#include "tools/fill.h"
+#include "tools/peak.h"
+
+namespace salience::tools {
+namespace {
+
+struct Shape {
+  std::int64_t batch, heads_q, heads_kv, seq_q, seq_k, head_dim, head_dim_v;
+  Causal causal;
+};
+
+// What a bench run reports about one shape.
+struct Timing {
+  double seconds = 0.0;  // median over repeats
+  double gflops = 0.0;
+};
+
+const char* CausalName(Causal causal) {
+  switch (causal) {
+    case Causal::kNone: return "none";
+    case Causal::kTopLeft: return "top-left";
+    case Causal::kBottomRight: return "bottom-right";
+  }
+  return "?";
+}
+
+Causal ParseCausal(const std::string& name) {
+  if (name == "top-left") return Causal::kTopLeft;
+  if (name == "bottom-right") return Causal::kBottomRight;
+  return Causal::kNone;
+}
+
+// B=1, H=16, N in {1024, 4096}, D in {64, 128}, dense and causal, and one
+// grouped-query shape (32 query heads over 8 KV heads).
+std::vector<Shape> StandardShapes() {
+  std::vector<Shape> shapes;
+  for (std::int64_t n : {1024, 4096}) {
+    for (std::int64_t d : {64, 128}) {
+      for (Causal c : {Causal::kNone, Causal::kBottomRight}) {
+        shapes.push_back({1, 16, 16, n, n, d, d, c});
+      }
+    }
+  }
+  shapes.push_back({1, 32, 8, 2048, 2048, 128, 128, Causal::kNone});
+  return shapes;
+}
+
+Shape ShapeFromFlags(const BenchFlags& f) {
+  Shape s;
+  s.batch = f.batch > 0 ? f.batch : 1;
+  s.heads_q = f.heads_q > 0 ? f.heads_q : 16;
+  s.heads_kv = f.heads_kv > 0 ? f.heads_kv : s.heads_q;
+  s.seq_q = f.seq_q > 0 ? f.seq_q : 1024;
+  s.seq_k = f.seq_k > 0 ? f.seq_k : s.seq_q;
+  s.head_dim = f.head_dim > 0 ? f.head_dim : 64;
+  s.head_dim_v = f.head_dim_v > 0 ? f.head_dim_v : s.head_dim;
+  s.causal = ParseCausal(f.causal);
+  return s;
+}
+
+bool HasShapeFlags(const BenchFlags& f) {
+  return f.batch > 0 || f.heads_q > 0 || f.heads_kv > 0 || f.seq_q > 0 ||
+         f.seq_k > 0 || f.head_dim > 0 || f.head_dim_v > 0 ||
+         !f.causal.empty();
+}
+
+std::string ShapeName(const Shape& s, const std::string& layout) {
+  std::string name = "fwd_f32_b" + std::to_string(s.batch) + "_h" +
+                     std::to_string(s.heads_q);
+  if (s.heads_kv != s.heads_q) name += "kv" + std::to_string(s.heads_kv);
+  name += "_n" + std::to_string(s.seq_q);
+  if (s.seq_k != s.seq_q) name += "x" + std::to_string(s.seq_k);
+  name += "_d" + std::to_string(s.head_dim);
+  if (s.head_dim_v != s.head_dim) name += "v" + std::to_string(s.head_dim_v);
+  if (s.causal == Causal::kTopLeft) name += "_causal-tl";
+  if (s.causal == Causal::kBottomRight) name += "_causal-br";
+  if (layout != "bnhd") name += "_" + layout;
+  return name;
+}
+
+// (query, key) pairs the kernel must compute. Causal square shapes count
+// half of N^2, the convention of flash-attn's and PEERS.md's figures;
+// other causal shapes count the visible pairs exactly.
+double VisiblePairs(const Shape& s) {
+  const double dense = static_cast<double>(s.seq_q) * s.seq_k;
+  if (s.causal == Causal::kNone) return dense;
+  if (s.seq_q == s.seq_k) return dense / 2.0;
+  const std::int64_t shift =
+      s.causal == Causal::kBottomRight ? s.seq_k - s.seq_q : 0;
+  double pairs = 0.0;
+  for (std::int64_t i = 0; i < s.seq_q; ++i) {
+    pairs += static_cast<double>(std::clamp<std::int64_t>(i + shift + 1, 0,
+                                                          s.seq_k));
+  }
+  return pairs;
+}
+
+// QK^T costs 2*D flops per pair, PV 2*Dv.
+double Flops(const Shape& s) {
+  return 2.0 * s.batch * s.heads_q * VisiblePairs(s) *
+         static_cast<double>(s.head_dim + s.head_dim_v);
+}
+
+TensorView View(std::vector<float>& data, const std::string& layout,
+                const Shape& s, std::int64_t seq, std::int64_t heads,
+                std::int64_t dim) {
+  return layout == "bhnd"
+             ? TensorView::Bhnd(data.data(), DType::kF32, s.batch, seq, heads,
+                                dim)
+             : TensorView::Bnhd(data.data(), DType::kF32, s.batch, seq, heads,
+                                dim);
+}
+
+// Element count of a [b, n, h, d] tensor; false on overflow.
+bool Elements(const Shape& s, std::int64_t seq, std::int64_t heads,
+              std::int64_t dim, std::size_t* count) {
+  std::size_t n = 0;
+  return !__builtin_mul_overflow(static_cast<std::size_t>(s.batch),
+                                 static_cast<std::size_t>(seq), &n) &&
+         !__builtin_mul_overflow(n, static_cast<std::size_t>(heads), &n) &&
+         !__builtin_mul_overflow(n, static_cast<std::size_t>(dim), count);
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid]
+                           : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+// Allocates and fills the tensors, runs warm-up and timed repeats.
+// Returns a non-zero exit code after reporting an error.
+int TimeShape(const Shape& s, const BenchFlags& flags, Timing* timing) {
+  std::size_t q_count = 0, k_count = 0, v_count = 0, out_count = 0;
+  if (!Elements(s, s.seq_q, s.heads_q, s.head_dim, &q_count) ||
+      !Elements(s, s.seq_k, s.heads_kv, s.head_dim, &k_count) ||
+      !Elements(s, s.seq_k, s.heads_kv, s.head_dim_v, &v_count) ||
+      !Elements(s, s.seq_q, s.heads_q, s.head_dim_v, &out_count)) {
+    return ReportError("shape too large: element count overflows",
+                       kExitUsage);
+  }
+  std::vector<float> q, k, v, out;
+  try {
+    q.resize(q_count);
+    k.resize(k_count);
+    v.resize(v_count);
+    out.resize(out_count);
+  } catch (const std::bad_alloc&) {
+    const double gib = 4.0 * (q_count + k_count + v_count + out_count) /
+                       (1024.0 * 1024.0 * 1024.0);
+    char message[128];
+    std::snprintf(message, sizeof message,
+                  "cannot allocate %.2f GiB for q, k, v and out", gib);
+    return ReportError(message, kExitFailure);
+  }
+  FillNormal(q.data(), q.size(), 1);
+  FillNormal(k.data(), k.size(), 2);
+  FillNormal(v.data(), v.size(), 3);
+  const std::string& layout = flags.layout;
+  const TensorView q_view = View(q, layout, s, s.seq_q, s.heads_q, s.head_dim);
+  const TensorView k_view =
+      View(k, layout, s, s.seq_k, s.heads_kv, s.head_dim);
+  const TensorView v_view =
+      View(v, layout, s, s.seq_k, s.heads_kv, s.head_dim_v);
+  const TensorView out_view =
+      View(out, layout, s, s.seq_q, s.heads_q, s.head_dim_v);
+  AttentionOptions options;
+  options.causal = s.causal;
+  options.num_threads = flags.threads;
+
+  std::vector<double> seconds;
+  for (int run = 0; run < flags.warmup + flags.repeats; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    const Status status =
+        AttentionForward(q_view, k_view, v_view, out_view, options);
+    const auto stop = std::chrono::steady_clock::now();
+    if (!status.ok()) return ReportError(status.message(), kExitFailure);
+    if (run >= flags.warmup) {
+      seconds.push_back(std::chrono::duration<double>(stop - start).count());
+    }
+  }
+  timing->seconds = Median(seconds);
+  timing->gflops = Flops(s) / timing->seconds * 1e-9;
+  return kExitOk;
+}
+
+struct Machine {
+  std::string cpu, target;
+  int threads = 1;
+  double peak_gflops = 0.0;
+};
+
+// The fp32 FMA peak for the thread count the bench uses: the all-thread
+// figure for "all", otherwise the one-thread figure times the threads
+// (capped at the core count: extra threads share cores).
+Machine ProbeMachine(int requested_threads) {
+  constexpr double kProbeSeconds = 0.3;
+  Machine m;
+  m.cpu = CpuModel();
+  m.target = simd::TargetName(simd::CurrentTarget());
+  const int all = AllThreads();
+  m.threads = requested_threads == 0 ? all : requested_threads;
+  m.peak_gflops =
+      requested_threads == 0
+          ? MeasureFmaGflops(all, kProbeSeconds)
+          : MeasureFmaGflops(1, kProbeSeconds) * std::min(m.threads, all);
+  return m;
+}
+
+void PrintJson(const std::string& name, const Shape& s, const Machine& m,
+               const Timing& t) {
+  nlohmann::ordered_json row;
+  row["name"] = name;
+  row["dtype"] = "f32";
+  row["batch"] = s.batch;
+  row["heads_q"] = s.heads_q;
+  row["heads_kv"] = s.heads_kv;
+  row["seq_q"] = s.seq_q;
+  row["seq_k"] = s.seq_k;
+  row["head_dim"] = s.head_dim;
+  row["head_dim_v"] = s.head_dim_v;
+  row["causal"] = CausalName(s.causal);
+  row["threads"] = m.threads;
+  row["seconds"] = t.seconds;
+  row["gflops"] = t.gflops;
+  row["peak_gflops"] = m.peak_gflops;
+  row["pct_of_peak"] = 100.0 * t.gflops / m.peak_gflops;
+  row["target"] = m.target;
+  row["cpu"] = m.cpu;
+  std::cout << row.dump() << std::endl;
+}
+
+void PrintHeader(const Machine& m) {
+  std::printf("cpu %s, target %s, %d threads, fp32 FMA peak %.1f GFLOP/s\n",
+              m.cpu.c_str(), m.target.c_str(), m.threads, m.peak_gflops);
+  std::printf("%-36s %12s %10s %8s\n", "name", "median ms", "GFLOP/s",
+              "% peak");
+}
+
+void PrintRow(const std::string& name, const Machine& m, const Timing& t) {
+  std::printf("%-36s %12.3f %10.1f %8.1f\n", name.c_str(), t.seconds * 1e3,
+              t.gflops, 100.0 * t.gflops / m.peak_gflops);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int RunBench(const BenchFlags& flags) {
+  if (flags.dtype != "f32") {
+    return ReportError("--dtype " + flags.dtype +
+                           ": not supported yet (only f32 is implemented)",
+                       kExitUsage);
+  }
+  const std::vector<Shape> shapes = HasShapeFlags(flags)
+                                        ? std::vector<Shape>{ShapeFromFlags(
+                                              flags)}
+                                        : StandardShapes();
+  const Machine machine = ProbeMachine(flags.threads);
+  for (std::size_t i = 0; i < shapes.size(); ++i) {
+    Timing timing;
+    const int code = TimeShape(shapes[i], flags, &timing);
+    if (code != kExitOk) return code;
+    const std::string name = ShapeName(shapes[i], flags.layout);
+    if (flags.json) {
+      PrintJson(name, shapes[i], machine, timing);
+      continue;
+    }
+    if (i == 0) PrintHeader(machine);  // after the first shape validated
+    PrintRow(name, machine, timing);
+  }
+  return kExitOk;
+}
+
+}  // namespace salience::tools

@@ -1,0 +1,29 @@
+// `salience bench`: times the fused forward on one shape from flags, or on
+// a standard set, and reports GFLOP/s against this machine's measured peak.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace salience::tools {
+
+struct BenchFlags {
+  // Shape; -1 means "not given" (defaults apply, or the standard set runs
+  // when no shape flag is given at all).
+  std::int64_t batch = -1, heads_q = -1, heads_kv = -1;
+  std::int64_t seq_q = -1, seq_k = -1;
+  std::int64_t head_dim = -1, head_dim_v = -1;
+  std::string causal;  // none | top-left | bottom-right; empty: not given
+
+  std::string dtype = "f32";
+  std::string layout = "bnhd";  // bnhd (flash-attn) | bhnd (torch)
+  int threads = 0;              // 0: all cores
+  int repeats = 5;
+  int warmup = 1;
+  bool json = false;
+};
+
+// Returns the process exit code.
+int RunBench(const BenchFlags& flags);
+
+}  // namespace salience::tools

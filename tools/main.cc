@@ -1,0 +1,162 @@
+// The `salience` command line: peak, bench and check. Flags are parsed
+// here; each subcommand's work lives in its own file.
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <new>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "salience/version.h"
+#include "tools/bench_cmd.h"
+#include "tools/check_cmd.h"
+#include "tools/cli_error.h"
+#include "tools/peak.h"
+
+namespace salience::tools {
+namespace {
+
+struct PeakFlags {
+  double seconds = 2.0;
+  bool json = false;
+};
+
+int RunPeak(const PeakFlags& flags) {
+  const Peak peak = MeasurePeak(flags.seconds);
+  if (flags.json) {
+    nlohmann::ordered_json row;
+    row["cpu"] = peak.cpu;
+    row["target"] = peak.target;
+    row["threads"] = peak.threads;
+    row["fma_gflops_all"] = peak.fma_gflops_all;
+    row["fma_gflops_one"] = peak.fma_gflops_one;
+    row["dram_gbs_all"] = peak.dram_gbs_all;
+    row["dram_gbs_one"] = peak.dram_gbs_one;
+    std::cout << row.dump() << std::endl;
+    return kExitOk;
+  }
+  std::printf("cpu       %s\ntarget    %s\nthreads   %d\n", peak.cpu.c_str(),
+              peak.target.c_str(), peak.threads);
+  std::printf("%-10s %14s %14s\n", "", "all threads", "one thread");
+  std::printf("%-10s %8.1f GFLOP/s %7.1f GFLOP/s\n", "fp32 FMA",
+              peak.fma_gflops_all, peak.fma_gflops_one);
+  std::printf("%-10s %11.1f GB/s %10.1f GB/s\n", "DRAM read",
+              peak.dram_gbs_all, peak.dram_gbs_one);
+  return kExitOk;
+}
+
+// An integer flag of at least `min`, with a message that says so.
+CLI::Validator AtLeast(std::int64_t min) {
+  return CLI::Validator(
+      [min](std::string& text) -> std::string {
+        std::size_t used = 0;
+        try {
+          if (std::stoll(text, &used) >= min && used == text.size()) return "";
+        } catch (const std::exception&) {
+        }
+        return "expected an integer >= " + std::to_string(min) + ", got '" +
+               text + "'";
+      },
+      "");
+}
+
+void AddPeak(CLI::App& app, PeakFlags& flags) {
+  CLI::App* cmd = app.add_subcommand(
+      "peak", "Measure this machine's fp32 FMA and DRAM read peaks");
+  cmd->add_flag("--json", flags.json, "One JSON object on stdout");
+  cmd->add_option("--seconds", flags.seconds, "Time budget of the probes")
+      ->check(CLI::Range(0.01, 600.0))
+      ->capture_default_str();
+}
+
+void AddBench(CLI::App& app, BenchFlags& f) {
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Time the fused forward (standard shapes without shape flags)");
+  const auto size = [&](const char* name, std::int64_t& value,
+                        const char* help) {
+    cmd->add_option(name, value, help)->check(AtLeast(1));
+  };
+  size("--batch", f.batch, "Batch size, >= 1 (default 1)");
+  size("--heads-q", f.heads_q, "Query heads (default 16)");
+  size("--heads-kv", f.heads_kv, "Key/value heads (default: heads-q)");
+  size("--seq-q", f.seq_q, "Query length (default 1024)");
+  size("--seq-k", f.seq_k, "Key length (default: seq-q)");
+  size("--head-dim", f.head_dim, "Head dim of q and k (default 64)");
+  size("--head-dim-v", f.head_dim_v, "Head dim of v (default: head-dim)");
+  cmd->add_option("--causal", f.causal, "Causal mask (default none)")
+      ->check(CLI::IsMember({"none", "top-left", "bottom-right"}));
+  cmd->add_option("--dtype", f.dtype, "Element type (only f32 for now)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+      ->capture_default_str();
+  cmd->add_option("--layout", f.layout, "Memory order of q, k, v, out")
+      ->check(CLI::IsMember({"bnhd", "bhnd"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", f.threads, "Worker threads, 0 = one per core")
+      ->check(AtLeast(0))
+      ->capture_default_str();
+  cmd->add_option("--repeats", f.repeats, "Timed runs (median reported)")
+      ->check(AtLeast(1))
+      ->capture_default_str();
+  cmd->add_option("--warmup", f.warmup, "Untimed runs first")
+      ->check(AtLeast(0))
+      ->capture_default_str();
+  cmd->add_flag("--json", f.json, "One JSON object per shape on stdout");
+}
+
+void AddCheck(CLI::App& app, CheckFlags& flags) {
+  CLI::App* cmd = app.add_subcommand(
+      "check", "Compare every SIMD target with the fp64 reference");
+  cmd->add_flag("--quick", flags.quick, "The short subset of cases");
+  cmd->add_flag("--json", flags.json, "One JSON object per result on stdout");
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app("salience " SALIENCE_VERSION_STRING
+               ": exact attention on CPUs",
+               "salience");
+  app.set_version_flag("--version", SALIENCE_VERSION_STRING);
+  app.require_subcommand(1);
+  PeakFlags peak_flags;
+  BenchFlags bench_flags;
+  CheckFlags check_flags;
+  AddPeak(app, peak_flags);
+  AddBench(app, bench_flags);
+  AddCheck(app, check_flags);
+
+  // An unknown first word is a mistyped subcommand, not a stray argument.
+  const std::string first = argc > 1 ? argv[1] : "";
+  if (!first.empty() && first[0] != '-' && first != "peak" &&
+      first != "bench" && first != "check") {
+    return ReportError(std::string("unknown subcommand '") + argv[1] +
+                           "' (expected peak, bench or check; see --help)",
+                       kExitUsage);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
+  } catch (const CLI::ParseError& e) {
+    return ReportError(std::string(e.what()) + " (see --help)", kExitUsage);
+  }
+  if (app.got_subcommand("peak")) return RunPeak(peak_flags);
+  if (app.got_subcommand("bench")) return RunBench(bench_flags);
+  return RunCheck(check_flags);
+}
+
+}  // namespace
+}  // namespace salience::tools
+
+int main(int argc, char** argv) {
+  try {
+    return salience::tools::Main(argc, argv);
+  } catch (const std::bad_alloc&) {
+    return salience::tools::ReportError("out of memory",
+                                        salience::tools::kExitFailure);
+  } catch (const std::exception& e) {
+    return salience::tools::ReportError(e.what(),
+                                        salience::tools::kExitFailure);
+  }
+}
