@@ -160,6 +160,27 @@ inline void PvSkippingHidden(const float* p, std::size_t rows,
   }
 }
 
+// dst[c] = scale * src[c * src_stride] for c < n; the unit-stride case is a
+// separate loop so the compiler vectorizes it.
+inline void GatherScaled(const float* src, std::int64_t src_stride,
+                         std::int64_t n, float scale, float* dst) {
+  if (src_stride == 1) {
+    for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c] * scale;
+    return;
+  }
+  for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c * src_stride] * scale;
+}
+
+// dst[c * dst_stride] = scale * src[c] for c < n.
+inline void ScatterScaled(const float* src, std::int64_t n, float scale,
+                          float* dst, std::int64_t dst_stride) {
+  if (dst_stride == 1) {
+    for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c] * scale;
+    return;
+  }
+  for (std::int64_t c = 0; c < n; ++c) dst[c * dst_stride] = src[c] * scale;
+}
+
 // Copies the tile's query rows, times scale, into q_tile; rows past the
 // tile's end are zero so the micro-kernels can run whole row groups.
 inline void LoadQueries(const core::Problem& p, const core::SeqSpan& seq,
@@ -171,9 +192,7 @@ inline void LoadQueries(const core::Problem& p, const core::SeqSpan& seq,
   for (std::size_t r = 0; r < rows; ++r) {
     const float* src =
         q + p.q.Offset(seq.tensor_batch, seq.q_begin + row_begin + r, head, 0);
-    for (std::int64_t k = 0; k < depth; ++k) {
-      q_tile[r * depth + k] = src[k * p.q.strides[3]] * p.scale;
-    }
+    GatherScaled(src, p.q.strides[3], depth, p.scale, q_tile + r * depth);
   }
   std::fill(q_tile + rows * depth, q_tile + rows_padded * depth, 0.0f);
 }
@@ -197,9 +216,7 @@ inline void BeginState(const ItemContext& ctx, const Piece& piece,
     sc.row_sum[r * TileTraits::kLanes] = ctx.state->row_sum[at];
     if (sc.row_max[r] == kNegInf) continue;  // nothing accumulated yet
     const float* src = out + p.out.Offset(seq.tensor_batch, row, item.head, 0);
-    for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
-      sc.o_tile[r * ctx.dv_pad + c] = src[c * p.out.strides[3]];
-    }
+    GatherScaled(src, p.out.strides[3], p.head_dim_v, 1.0f, sc.o_tile + r * ctx.dv_pad);
   }
 }
 
@@ -219,14 +236,12 @@ inline void EndState(const ItemContext& ctx, const Piece& piece,
       const std::int64_t at = ctx.state->Index(p, seq.tensor_batch, row, item.head);
       ctx.state->row_max[at] = sc.row_max[r];
       ctx.state->row_sum[at] = sum;
-      for (std::int64_t c = 0; c < p.head_dim_v; ++c) dst[c * p.out.strides[3]] = acc[c];
+      ScatterScaled(acc, p.head_dim_v, 1.0f, dst, p.out.strides[3]);
       continue;
     }
     // sum == 0: the row saw no key (sum >= 1 otherwise, from its max).
     const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
-    for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
-      dst[c * p.out.strides[3]] = acc[c] * inv;
-    }
+    ScatterScaled(acc, p.head_dim_v, inv, dst, p.out.strides[3]);
     if (p.lse != nullptr) {
       auto* lse = static_cast<float*>(p.lse->data);
       lse[p.lse->Offset(seq.tensor_batch, item.head, row)] =
