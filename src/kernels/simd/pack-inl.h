@@ -17,7 +17,6 @@
 #include <cstring>
 
 #include "core/problem.h"
-#include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
 #include "kernels/simd/schedule.h"
 #include "kernels/simd/tiles-inl.h"
@@ -25,29 +24,37 @@
 HWY_BEFORE_NAMESPACE();
 namespace salience::simd::HWY_NAMESPACE {
 
+// A view of the packed blocks of one phase, laid out in a caller-owned
+// buffer of Floats(blocks, ...) floats.
 class PackedKv {
  public:
-  PackedKv(std::size_t blocks, std::size_t head_dim, std::size_t dv_pad)
+  // Floats needed for `blocks` blocks (the non-finite flags included).
+  static std::size_t Floats(std::size_t blocks, std::size_t head_dim,
+                            std::size_t dv_pad) {
+    return blocks * (head_dim + dv_pad + 1) * TileTraits::kKvBlock;
+  }
+
+  PackedKv(float* buffer, std::size_t blocks, std::size_t head_dim,
+           std::size_t dv_pad)
       : key_floats_(head_dim * TileTraits::kKvBlock),
         value_floats_(TileTraits::kKvBlock * dv_pad),
-        keys_(hwy::AllocateAligned<float>(blocks * key_floats_)),
-        values_(hwy::AllocateAligned<float>(blocks * value_floats_)),
-        non_finite_(hwy::AllocateAligned<std::uint8_t>(blocks)) {}
+        keys_(buffer),
+        values_(buffer + blocks * key_floats_),
+        non_finite_(values_ + blocks * value_floats_) {}
 
-  bool allocated() const { return keys_ && values_ && non_finite_; }
-
-  float* KeyBlock(std::int64_t block) { return keys_.get() + block * key_floats_; }
-  const float* KeyBlock(std::int64_t block) const { return keys_.get() + block * key_floats_; }
-  float* ValueBlock(std::int64_t block) { return values_.get() + block * value_floats_; }
-  const float* ValueBlock(std::int64_t block) const { return values_.get() + block * value_floats_; }
+  float* KeyBlock(std::int64_t block) { return keys_ + block * key_floats_; }
+  const float* KeyBlock(std::int64_t block) const { return keys_ + block * key_floats_; }
+  float* ValueBlock(std::int64_t block) { return values_ + block * value_floats_; }
+  const float* ValueBlock(std::int64_t block) const { return values_ + block * value_floats_; }
   // Whether the block's V holds an inf or NaN (see PvSkippingHidden).
-  bool ValueNonFinite(std::int64_t block) const { return non_finite_[block] != 0; }
-  void SetValueNonFinite(std::int64_t block, bool value) { non_finite_[block] = value; }
+  bool ValueNonFinite(std::int64_t block) const { return non_finite_[block] != 0.0f; }
+  void SetValueNonFinite(std::int64_t block, bool value) { non_finite_[block] = value ? 1.0f : 0.0f; }
 
  private:
   std::size_t key_floats_, value_floats_;
-  hwy::AlignedFreeUniquePtr<float[]> keys_, values_;
-  hwy::AlignedFreeUniquePtr<std::uint8_t[]> non_finite_;
+  float* keys_;
+  float* values_;
+  float* non_finite_;  // one flag per block
 };
 
 // Packs block `block_in_piece` of `piece` into workspace block `block`.
