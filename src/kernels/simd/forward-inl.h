@@ -4,12 +4,13 @@
 // packed keys) and each kv block the item's rows can see (blocks outside
 // the causal/window/length bounds are never visited, blocks the mask tensor
 // hides entirely are skipped):
-//   S = (scale Q) K^T                      QkMicroTile
+//   S = (scale log2(e) Q) K^T              QkMicroTile
 //   hide keys outside each row's range     ApplyKeyRanges
 //   softcap, ALiBi, mask tensor            ApplyScoreMods
-//   m' = max(m, rowmax S), P = exp(S - m'), l' = l e^(m-m') + rowsum P
+//   m' = max(m, rowmax S), P = 2^(S - m'), l' = l 2^(m-m') + rowsum P
 //   O  = O e^(m-m') + P V                  PvMicroTile
-// and at the end O / l and lse = m + log l. Nothing grows with
+// and at the end O / l and lse = m ln 2 + log l. Scores are kept in base 2
+// (Q carries a factor log2 e), which saves a multiply per exp. Nothing grows with
 // seq_q x seq_k: the score tile is q_tile_rows x kv_block.
 
 #if defined(SALIENCE_KERNELS_SIMD_FORWARD_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -109,7 +110,7 @@ inline void SoftmaxBlock(float* s, std::size_t rows, float* row_max,
     alpha[r] = 1.0f;
     if (seen > row_max[r]) {
       // Old max -inf: nothing accumulated, alpha = exp(-inf) = 0 is exact.
-      alpha[r] = hn::GetLane(ExpNonPositive(hn::Set(d, row_max[r] - seen)));
+      alpha[r] = hn::GetLane(Exp2NonPositive(hn::Set(d, row_max[r] - seen)));
       row_max[r] = seen;
     }
   }
@@ -118,7 +119,7 @@ inline void SoftmaxBlock(float* s, std::size_t rows, float* row_max,
     const VF ref = hn::Set(d, row_max[r] == kNegInf ? 0.0f : row_max[r]);
     VF sum = hn::Mul(hn::Load(d, row_sum + r * N), hn::Set(d, alpha[r]));
     for (std::size_t c = 0; c < kBlock; c += N) {
-      const VF prob = ExpNonPositive(hn::Sub(hn::Load(d, row + c), ref));
+      const VF prob = Exp2NonPositive(hn::Sub(hn::Load(d, row + c), ref));
       hn::Store(prob, d, row + c);
       sum = hn::Add(sum, prob);
     }
@@ -181,7 +182,7 @@ inline void ScatterScaled(const float* src, std::int64_t n, float scale,
   for (std::int64_t c = 0; c < n; ++c) dst[c * dst_stride] = src[c] * scale;
 }
 
-// Copies the tile's query rows, times scale, into q_tile; rows past the
+// Copies the tile's query rows, times scale * log2(e), into q_tile; rows past the
 // tile's end are zero so the micro-kernels can run whole row groups.
 inline void LoadQueries(const core::Problem& p, const core::SeqSpan& seq,
                         std::int64_t head, std::int64_t row_begin,
@@ -192,7 +193,7 @@ inline void LoadQueries(const core::Problem& p, const core::SeqSpan& seq,
   for (std::size_t r = 0; r < rows; ++r) {
     const float* src =
         q + p.q.Offset(seq.tensor_batch, seq.q_begin + row_begin + r, head, 0);
-    GatherScaled(src, p.q.strides[3], depth, p.scale, q_tile + r * depth);
+    GatherScaled(src, p.q.strides[3], depth, p.scale * kLog2e, q_tile + r * depth);
   }
   std::fill(q_tile + rows * depth, q_tile + rows_padded * depth, 0.0f);
 }
@@ -245,7 +246,7 @@ inline void EndState(const ItemContext& ctx, const Piece& piece,
     if (p.lse != nullptr) {
       auto* lse = static_cast<float*>(p.lse->data);
       lse[p.lse->Offset(seq.tensor_batch, item.head, row)] =
-          sum == 0.0f ? kNegInf : sc.row_max[r] + std::log(sum);
+          sum == 0.0f ? kNegInf : sc.row_max[r] * kLn2 + std::log(sum);
     }
   }
 }

@@ -72,7 +72,7 @@ inline void ModifyRowVectorized(const core::Problem& p, const core::SeqSpan& seq
                    : static_cast<const void*>(static_cast<const float*>(p.mask.data) + at);
   }
   for (std::size_t c = 0; c < TileTraits::kKvBlock; c += N) {
-    VF s = hn::Load(d, row + c);
+    VF s = hn::Mul(hn::Load(d, row + c), hn::Set(d, kLn2));  // to natural units
     auto hidden = hn::Eq(s, neg_inf);
     if (o.softcap > 0.0f) {
       s = hn::Mul(hn::Set(d, o.softcap),
@@ -91,12 +91,15 @@ inline void ModifyRowVectorized(const core::Problem& p, const core::SeqSpan& seq
       hidden = hn::Or(hidden, hn::Eq(add, neg_inf));
       s = hn::Add(s, add);
     }
+    s = hn::Mul(s, hn::Set(d, kLog2e));  // back to base 2
     hn::Store(hn::IfThenElse(hidden, neg_inf, s), d, row + c);
   }
 }
 
 // Softcap, ALiBi and the mask tensor on the tile's scores that the key
-// ranges left visible. Rows whose mask is not contiguous along keys, or
+// ranges left visible. The tile holds base-2 scores; the modifiers are
+// defined on natural ones, so each visible score is converted there and
+// back. Rows whose mask is not contiguous along keys, or
 // that would read past the mask's key extent (a tail block), take the
 // scalar definition.
 inline void ApplyScoreMods(const core::Problem& p, const core::SeqSpan& seq,
@@ -116,7 +119,8 @@ inline void ApplyScoreMods(const core::Problem& p, const core::SeqSpan& seq,
     }
     for (std::int64_t j = 0; j < kBlock; ++j) {
       if (row[j] == -std::numeric_limits<float>::infinity()) continue;
-      row[j] = core::ModifyScore<float>(p, seq, seq_index, head, i, block_start + j, row[j]);
+      row[j] = kLog2e * core::ModifyScore<float>(p, seq, seq_index, head, i,
+                                                 block_start + j, row[j] * kLn2);
     }
   }
 }

@@ -146,18 +146,24 @@ HWY_INLINE void PvRows(const float* p, std::size_t p_stride, std::size_t keys,
   PvMicroTile<kRows, 1>(p, p_stride, keys, v, v_stride, alpha, o, o_stride);
 }
 
-// exp(x) for x <= 0 (also -inf and NaN), as 2^n * 2^f with n = round(x log2 e)
-// and a degree-6 polynomial for 2^f on [-1/2, 1/2] (relative error about
-// 1e-7, a near-minimax fit). Results that would be subnormal (x below
-// -126 ln 2) are flushed to exactly 0, so a hidden or negligible key
-// contributes nothing rather than denormal noise; -inf gives 0 and NaN stays
-// NaN (the polynomial carries it).
-HWY_INLINE VF ExpNonPositive(VF x) {
+// Scores inside the kernel are in base 2: Q is scaled by scale * log2(e)
+// when it is loaded, so the softmax needs 2^x and no multiply per element.
+inline constexpr float kLog2e = 1.44269504088896341f;
+inline constexpr float kLn2 = 0.693147180559945309f;
+
+// 2^t for t <= 0 (also -inf and NaN), as 2^n * p(f) with n = round(t) and
+// a degree-6 near-minimax polynomial for 2^f on [-1/2, 1/2] (relative error
+// about 1e-7). Adding 1.5 * 2^23 rounds t to an integer held in the low
+// mantissa bits, which give both n and the exponent field of 2^n without a
+// float-to-int conversion. Results that would be subnormal (t < -126) are
+// exactly 0, so a hidden or negligible key contributes nothing rather than
+// denormal noise; -inf gives 0 and NaN stays NaN (the polynomial carries it).
+HWY_INLINE VF Exp2NonPositive(VF t) {
   const DF d;
-  const hn::RebindToSigned<DF> di;
-  const VF t = hn::Mul(x, hn::Set(d, 1.44269504088896341f));
-  const VF n = hn::Round(t);
-  const VF f = hn::Sub(t, n);
+  const hn::RebindToUnsigned<DF> du;
+  const VF magic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
+  const VF shifted = hn::Add(t, magic);      // bits: 0x4B400000 + n
+  const VF f = hn::Sub(t, hn::Sub(shifted, magic));
   VF poly = hn::Set(d, 1.5370715e-4f);
   poly = hn::MulAdd(poly, f, hn::Set(d, 1.3399858e-3f));
   poly = hn::MulAdd(poly, f, hn::Set(d, 9.6183736e-3f));
@@ -165,11 +171,10 @@ HWY_INLINE VF ExpNonPositive(VF x) {
   poly = hn::MulAdd(poly, f, hn::Set(d, 2.4022648e-1f));
   poly = hn::MulAdd(poly, f, hn::Set(d, 6.9314718e-1f));
   poly = hn::MulAdd(poly, f, hn::Set(d, 1.0f));
-  // 2^n from the exponent bits; only used where n >= -126.
-  const auto biased = hn::Add(hn::ConvertTo(di, hn::Max(n, hn::Set(d, -127.0f))),
-                              hn::Set(di, 127));
-  const VF pow2n = hn::BitCast(d, hn::ShiftLeft<23>(biased));
-  const VF result = hn::Mul(poly, pow2n);
+  // (n + 127) << 23 is 2^n's bit pattern; the 0x4B400000 above n shifts out.
+  const auto exponent =
+      hn::ShiftLeft<23>(hn::Add(hn::BitCast(du, shifted), hn::Set(du, 127u)));
+  const VF result = hn::Mul(poly, hn::BitCast(d, exponent));
   return hn::IfThenZeroElse(hn::Lt(t, hn::Set(d, -126.0f)), result);
 }
 
