@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <iostream>
 #include <new>
@@ -28,7 +30,34 @@ struct Shape {
 struct Timing {
   double seconds = 0.0;  // median over repeats
   double gflops = 0.0;
+  double added_mib = 0.0;  // peak resident memory beyond inputs and outputs
 };
+
+// A "VmXXX:  N kB" field of /proc/self/status in KiB, or -1.
+long StatusKib(const char* field) {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  long kib = -1;
+  const std::size_t len = std::strlen(field);
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, field, len) == 0 && line[len] == ':') {
+      kib = std::strtol(line + len + 1, nullptr, 10);
+      break;
+    }
+  }
+  std::fclose(f);
+  return kib;
+}
+
+// Resets the peak-resident mark (VmHWM) to the current resident size, so
+// that the next reading measures what the kernel adds.
+void ResetPeakResident() {
+  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
 
 const char* CausalName(Causal causal) {
   switch (causal) {
@@ -183,6 +212,10 @@ int TimeShape(const Shape& s, const BenchFlags& flags, Timing* timing) {
   options.causal = s.causal;
   options.num_threads = flags.threads;
 
+  // Inputs and output are allocated and touched; what the resident peak
+  // grows by from here is the kernel's workspace.
+  ResetPeakResident();
+  const long resident_before = StatusKib("VmRSS");
   std::vector<double> seconds;
   for (int run = 0; run < flags.warmup + flags.repeats; ++run) {
     const auto start = std::chrono::steady_clock::now();
@@ -194,6 +227,10 @@ int TimeShape(const Shape& s, const BenchFlags& flags, Timing* timing) {
       seconds.push_back(std::chrono::duration<double>(stop - start).count());
     }
   }
+  const long peak = StatusKib("VmHWM");
+  timing->added_mib = resident_before >= 0 && peak >= 0
+                          ? std::max(0L, peak - resident_before) / 1024.0
+                          : -1.0;
   timing->seconds = Median(seconds);
   timing->gflops = Flops(s) / timing->seconds * 1e-9;
   return kExitOk;
@@ -240,6 +277,7 @@ void PrintJson(const std::string& name, const Shape& s, const Machine& m,
   row["gflops"] = t.gflops;
   row["peak_gflops"] = m.peak_gflops;
   row["pct_of_peak"] = 100.0 * t.gflops / m.peak_gflops;
+  row["added_mib"] = t.added_mib;
   row["target"] = m.target;
   row["cpu"] = m.cpu;
   std::cout << row.dump() << std::endl;
@@ -248,13 +286,14 @@ void PrintJson(const std::string& name, const Shape& s, const Machine& m,
 void PrintHeader(const Machine& m) {
   std::printf("cpu %s, target %s, %d threads, fp32 FMA peak %.1f GFLOP/s\n",
               m.cpu.c_str(), m.target.c_str(), m.threads, m.peak_gflops);
-  std::printf("%-36s %12s %10s %8s\n", "name", "median ms", "GFLOP/s",
-              "% peak");
+  std::printf("%-36s %12s %10s %8s %10s\n", "name", "median ms", "GFLOP/s",
+              "% peak", "+MiB");
 }
 
 void PrintRow(const std::string& name, const Machine& m, const Timing& t) {
-  std::printf("%-36s %12.3f %10.1f %8.1f\n", name.c_str(), t.seconds * 1e3,
-              t.gflops, 100.0 * t.gflops / m.peak_gflops);
+  std::printf("%-36s %12.3f %10.1f %8.1f %10.1f\n", name.c_str(),
+              t.seconds * 1e3, t.gflops, 100.0 * t.gflops / m.peak_gflops,
+              t.added_mib);
   std::fflush(stdout);
 }
 
