@@ -54,6 +54,7 @@ struct Scratch {
   float* row_max;  // [kQTileRows] running max m
   float* row_sum;  // [kQTileRows][lanes] running sum l, per lane
   float* alpha;    // [kQTileRows] rescale factor of the current block
+  std::uint8_t* hidden;  // [kQTileRows][kKvBlock], see MarkHidden
 };
 
 // Softmax state carried across phases when a row's keys span chunks.
@@ -134,13 +135,21 @@ inline float RowSum(const float* row_sum, std::size_t r) {
   return hn::GetLane(hn::SumOfLanes(d, hn::Load(d, row_sum + r * N)));
 }
 
-// O = alpha O + P V where a probability of exactly 0 (a hidden key) skips
-// its value row: used for blocks whose V holds inf/NaN, so that a value the
-// row cannot see never turns 0 * NaN into NaN.
-inline void PvSkippingHidden(const float* p, std::size_t rows,
-                             std::size_t keys, const float* v,
-                             std::size_t dv_pad, const float* alpha,
-                             float* o) {
+// Records which scores of the tile are hidden (-inf), before the softmax
+// turns them, and negligible visible ones alike, into zeros.
+inline void MarkHidden(const float* s, std::size_t rows, std::uint8_t* hidden) {
+  for (std::size_t at = 0; at < rows * TileTraits::kKvBlock; ++at) {
+    hidden[at] = s[at] == kNegInf;
+  }
+}
+
+// O = alpha O + P V skipping the value rows of hidden keys: used for blocks
+// whose V holds inf/NaN, so that a value the row cannot see never turns
+// 0 * NaN into NaN, while a visible one propagates even at weight 0.
+inline void PvSkippingHidden(const float* p, const std::uint8_t* hidden,
+                             std::size_t rows, std::size_t keys,
+                             const float* v, std::size_t dv_pad,
+                             const float* alpha, float* o) {
   const DF d;
   constexpr std::size_t N = TileTraits::kLanes;
   for (std::size_t r = 0; r < rows; ++r) {
@@ -150,9 +159,9 @@ inline void PvSkippingHidden(const float* p, std::size_t rows,
       hn::Store(hn::Mul(hn::Load(d, o_row + c), scale), d, o_row + c);
     }
     for (std::size_t k = 0; k < keys; ++k) {
-      const float weight = p[r * TileTraits::kKvBlock + k];
-      if (weight == 0.0f) continue;
-      const VF w = hn::Set(d, weight);
+      const std::size_t at = r * TileTraits::kKvBlock + k;
+      if (hidden[at]) continue;
+      const VF w = hn::Set(d, p[at]);
       for (std::size_t c = 0; c < dv_pad; c += N) {
         hn::Store(hn::MulAdd(w, hn::Load(d, v + k * dv_pad + c), hn::Load(d, o_row + c)),
                   d, o_row + c);
@@ -291,11 +300,15 @@ inline void RunItem(const ItemContext& ctx, const Piece& piece,
     if (p.has_score_mods()) {
       ApplyScoreMods(p, seq, piece.seq, item.head, item.row_begin, rows, start, sc.s_tile);
     }
+    // inf/NaN in V where some key is hidden: the product must skip hidden
+    // keys rather than multiply their values by 0 (rare; a slower path).
+    const bool skip_hidden =
+        (!whole || p.mask.data != nullptr) && ctx.packed->ValueNonFinite(block);
+    if (skip_hidden) MarkHidden(sc.s_tile, rows, sc.hidden);
     SoftmaxBlock(sc.s_tile, rows, sc.row_max, sc.row_sum, sc.alpha);
     const std::size_t keys = static_cast<std::size_t>(std::min(kBlock, end - start));
-    const bool may_hide = !whole || p.mask.data != nullptr;
-    if (may_hide && ctx.packed->ValueNonFinite(block)) {
-      PvSkippingHidden(sc.s_tile, rows, keys, v, ctx.dv_pad, sc.alpha, sc.o_tile);
+    if (skip_hidden) {
+      PvSkippingHidden(sc.s_tile, sc.hidden, rows, keys, v, ctx.dv_pad, sc.alpha, sc.o_tile);
       continue;
     }
     for (std::size_t g = 0; g < rows_padded; g += kMicroRows) {

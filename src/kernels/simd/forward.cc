@@ -64,7 +64,8 @@ Status ForwardImpl(const core::Problem& p) {
       for (const Piece& piece : phase.pieces) carries |= !(piece.first_chunk && piece.last_chunk);
     }
     const int threads = p.num_threads;
-    const std::size_t scratch_floats = kRows * (depth + kBlock + dv_pad + N + 2);
+    // q_tile, s_tile, o_tile, row_max, row_sum, alpha, hidden (bytes).
+    const std::size_t scratch_floats = kRows * (depth + 2 * kBlock + dv_pad + N + 2);
     const std::size_t packed_floats =
         PackedKv::Floats(static_cast<std::size_t>(max_blocks), depth, dv_pad);
     float* workspace = CachedWorkspace(packed_floats + scratch_floats * threads);
@@ -89,7 +90,9 @@ Status ForwardImpl(const core::Problem& p) {
                        base + kRows * (depth + kBlock),
                        base + kRows * (depth + kBlock + dv_pad),
                        base + kRows * (depth + kBlock + dv_pad + 1),
-                       base + kRows * (depth + kBlock + dv_pad + 1 + N)};
+                       base + kRows * (depth + kBlock + dv_pad + 1 + N),
+                       reinterpret_cast<std::uint8_t*>(
+                           base + kRows * (depth + kBlock + dv_pad + 2 + N))};
       for (const Phase& phase : phases) {
 #pragma omp for schedule(dynamic, 4)
         for (std::int64_t block = 0; block < phase.pack_blocks; ++block) {
