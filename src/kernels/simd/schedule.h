@@ -34,6 +34,7 @@ struct WorkItem {
   std::int64_t row_begin;  // local query rows [row_begin, row_end)
   std::int64_t row_end;
   std::int64_t cost;       // kv blocks visited, for largest-first ordering
+                           // within a piece
 };
 
 struct Phase {
