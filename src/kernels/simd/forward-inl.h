@@ -260,6 +260,29 @@ inline void EndState(const ItemContext& ctx, const Piece& piece,
   }
 }
 
+// The tile's rows that see a block: [first, first + rows), with the micro
+// row groups covering them, [first, first + padded). Row ranges grow with the
+// row index, so the rows whose range meets a block are contiguous; rows
+// outside the band skip the block entirely (on a causal diagonal block,
+// about half of the tile).
+struct Band {
+  std::size_t first = 0, rows = 0, padded = 0;
+};
+
+inline Band RowsSeeingBlock(const core::Problem& p, const core::SeqSpan& seq,
+                            std::int64_t row_begin, std::size_t rows,
+                            std::int64_t start, std::int64_t stop) {
+  constexpr std::size_t kMicroRows = TileTraits::kMicroRows;
+  std::size_t lo = 0, hi = rows;
+  while (lo < hi && p.Keys(seq, row_begin + lo).end <= start) ++lo;
+  while (hi > lo && p.Keys(seq, row_begin + hi - 1).begin >= stop) --hi;
+  Band band;
+  band.first = lo / kMicroRows * kMicroRows;
+  band.rows = hi - band.first;
+  band.padded = hi > lo ? (hi - band.first + kMicroRows - 1) / kMicroRows * kMicroRows : 0;
+  return band;
+}
+
 // One query tile of one head against the packed blocks of one piece.
 inline void RunItem(const ItemContext& ctx, const Piece& piece,
                     const WorkItem& item, const Scratch& sc) {
@@ -271,6 +294,7 @@ inline void RunItem(const ItemContext& ctx, const Piece& piece,
   const std::size_t rows_padded = (rows + kMicroRows - 1) / kMicroRows * kMicroRows;
   const std::size_t dv_vecs = ctx.dv_pad / TileTraits::kLanes;
   const std::size_t depth = static_cast<std::size_t>(p.head_dim);
+  const std::size_t dv_pad = ctx.dv_pad;
 
   BeginState(ctx, piece, seq, item, rows_padded, sc);
   const core::KeyRange hull = TileKeys(p, seq, item.row_begin, item.row_end);
@@ -282,38 +306,46 @@ inline void RunItem(const ItemContext& ctx, const Piece& piece,
   const std::int64_t all_end = p.Keys(seq, item.row_begin).end;
 
   for (std::int64_t start = begin / kBlock * kBlock; start < end; start += kBlock) {
-    const std::int64_t block = piece.pack_offset + (start - piece.key_begin) / kBlock;
+    const std::int64_t stop = std::min(start + kBlock, end);
+    const bool whole = start >= all_begin && start + kBlock <= all_end;
+    const Band band = whole ? Band{0, rows, rows_padded}
+                            : RowsSeeingBlock(p, seq, item.row_begin, rows, start, stop);
+    if (band.padded == 0) continue;
+    const std::int64_t band_row = item.row_begin + static_cast<std::int64_t>(band.first);
     // A block the mask tensor hides from every row costs no arithmetic.
     if (p.mask.data != nullptr &&
-        MaskHidesBlock(p, piece.seq, item.head, item.row_begin, rows, start,
-                       std::min(start + kBlock, end))) {
+        MaskHidesBlock(p, piece.seq, item.head, band_row, band.rows, start, stop)) {
       continue;
     }
+    const std::int64_t block = piece.pack_offset + (start - piece.key_begin) / kBlock;
     const float* kt = ctx.packed->KeyBlock(block);
     const float* v = ctx.packed->ValueBlock(block);
-    for (std::size_t g = 0; g < rows_padded; g += kMicroRows) {
+    float* s = sc.s_tile + band.first * kBlock;
+    for (std::size_t g = 0; g < band.padded; g += kMicroRows) {
       QkMicroTile<kMicroRows, TileTraits::kMicroVecs>(
-          sc.q_tile + g * depth, depth, kt, depth, sc.s_tile + g * kBlock, kBlock);
+          sc.q_tile + (band.first + g) * depth, depth, kt, depth, s + g * kBlock, kBlock);
     }
-    const bool whole = start >= all_begin && start + kBlock <= all_end;
-    if (!whole) ApplyKeyRanges(p, seq, item.row_begin, rows, start, sc.s_tile);
+    if (!whole) ApplyKeyRanges(p, seq, band_row, band.rows, start, s);
     if (p.has_score_mods()) {
-      ApplyScoreMods(p, seq, piece.seq, item.head, item.row_begin, rows, start, sc.s_tile);
+      ApplyScoreMods(p, seq, piece.seq, item.head, band_row, band.rows, start, s);
     }
     // inf/NaN in V where some key is hidden: the product must skip hidden
     // keys rather than multiply their values by 0 (rare; a slower path).
     const bool skip_hidden =
         (!whole || p.mask.data != nullptr) && ctx.packed->ValueNonFinite(block);
-    if (skip_hidden) MarkHidden(sc.s_tile, rows, sc.hidden);
-    SoftmaxBlock(sc.s_tile, rows, sc.row_max, sc.row_sum, sc.alpha);
-    const std::size_t keys = static_cast<std::size_t>(std::min(kBlock, end - start));
+    if (skip_hidden) MarkHidden(s, band.rows, sc.hidden);
+    float* alpha = sc.alpha + band.first;
+    SoftmaxBlock(s, band.rows, sc.row_max + band.first,
+                 sc.row_sum + band.first * TileTraits::kLanes, alpha);
+    const std::size_t keys = static_cast<std::size_t>(stop - start);
+    float* o = sc.o_tile + band.first * dv_pad;
     if (skip_hidden) {
-      PvSkippingHidden(sc.s_tile, sc.hidden, rows, keys, v, ctx.dv_pad, sc.alpha, sc.o_tile);
+      PvSkippingHidden(s, sc.hidden, band.rows, keys, v, dv_pad, alpha, o);
       continue;
     }
-    for (std::size_t g = 0; g < rows_padded; g += kMicroRows) {
-      PvRows<kMicroRows>(sc.s_tile + g * kBlock, kBlock, keys, v, ctx.dv_pad,
-                         sc.alpha + g, sc.o_tile + g * ctx.dv_pad, ctx.dv_pad, dv_vecs);
+    for (std::size_t g = 0; g < band.padded; g += kMicroRows) {
+      PvRows<kMicroRows>(s + g * kBlock, kBlock, keys, v, dv_pad, alpha + g,
+                         o + g * dv_pad, dv_pad, dv_vecs);
     }
   }
   EndState(ctx, piece, seq, item, sc);
