@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <new>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,22 @@ namespace {
 struct Shape {
   std::int64_t batch, heads_q, heads_kv, seq_q, seq_k, head_dim, head_dim_v;
   Causal causal;
+  std::int64_t window_left = -1, window_right = -1;
+  bool as_mask = false;
 };
+
+// Keys [begin, end) query row i sees: the library's definition (attention.h)
+// for the bench's options, used to count FLOPs and to build --as-mask masks.
+std::pair<std::int64_t, std::int64_t> VisibleKeys(const Shape& s,
+                                                  std::int64_t i) {
+  const std::int64_t shift = s.seq_k - s.seq_q;
+  std::int64_t begin = 0, end = s.seq_k;
+  if (s.causal == Causal::kTopLeft) end = std::min(end, i + 1);
+  if (s.causal == Causal::kBottomRight) end = std::min(end, i + shift + 1);
+  if (s.window_left >= 0) begin = std::max(begin, i + shift - s.window_left);
+  if (s.window_right >= 0) end = std::min(end, i + shift + s.window_right + 1);
+  return {begin, std::max(begin, end)};
+}
 
 // What a bench run reports about one shape.
 struct Timing {
@@ -99,13 +115,16 @@ Shape ShapeFromFlags(const BenchFlags& f) {
   s.head_dim = f.head_dim > 0 ? f.head_dim : 64;
   s.head_dim_v = f.head_dim_v > 0 ? f.head_dim_v : s.head_dim;
   s.causal = ParseCausal(f.causal);
+  s.window_left = f.window_left;
+  s.window_right = f.window_right;
+  s.as_mask = f.as_mask;
   return s;
 }
 
 bool HasShapeFlags(const BenchFlags& f) {
   return f.batch > 0 || f.heads_q > 0 || f.heads_kv > 0 || f.seq_q > 0 ||
          f.seq_k > 0 || f.head_dim > 0 || f.head_dim_v > 0 ||
-         !f.causal.empty();
+         !f.causal.empty() || f.window_left >= 0 || f.window_right >= 0;
 }
 
 std::string ShapeName(const Shape& s, const std::string& layout) {
@@ -118,23 +137,26 @@ std::string ShapeName(const Shape& s, const std::string& layout) {
   if (s.head_dim_v != s.head_dim) name += "v" + std::to_string(s.head_dim_v);
   if (s.causal == Causal::kTopLeft) name += "_causal-tl";
   if (s.causal == Causal::kBottomRight) name += "_causal-br";
+  if (s.window_left >= 0 || s.window_right >= 0) {
+    name += "_w" + std::to_string(s.window_left) + "," + std::to_string(s.window_right);
+  }
+  if (s.as_mask) name += "_as-mask";
   if (layout != "bnhd") name += "_" + layout;
   return name;
 }
 
 // (query, key) pairs the kernel must compute. Causal square shapes count
 // half of N^2, the convention of flash-attn's and PEERS.md's figures;
-// other causal shapes count the visible pairs exactly.
+// other masked shapes count the visible pairs exactly.
 double VisiblePairs(const Shape& s) {
+  const bool windowed = s.window_left >= 0 || s.window_right >= 0;
   const double dense = static_cast<double>(s.seq_q) * s.seq_k;
-  if (s.causal == Causal::kNone) return dense;
-  if (s.seq_q == s.seq_k) return dense / 2.0;
-  const std::int64_t shift =
-      s.causal == Causal::kBottomRight ? s.seq_k - s.seq_q : 0;
+  if (s.causal == Causal::kNone && !windowed) return dense;
+  if (s.seq_q == s.seq_k && !windowed) return dense / 2.0;
   double pairs = 0.0;
   for (std::int64_t i = 0; i < s.seq_q; ++i) {
-    pairs += static_cast<double>(std::clamp<std::int64_t>(i + shift + 1, 0,
-                                                          s.seq_k));
+    const auto [begin, end] = VisibleKeys(s, i);
+    pairs += static_cast<double>(end - begin);
   }
   return pairs;
 }
@@ -209,8 +231,21 @@ int TimeShape(const Shape& s, const BenchFlags& flags, Timing* timing) {
   const TensorView out_view =
       View(out, layout, s, s.seq_q, s.heads_q, s.head_dim_v);
   AttentionOptions options;
-  options.causal = s.causal;
   options.num_threads = flags.threads;
+  std::vector<std::uint8_t> mask;
+  if (s.as_mask) {
+    mask.assign(static_cast<std::size_t>(s.seq_q * s.seq_k), 0);
+    for (std::int64_t i = 0; i < s.seq_q; ++i) {
+      const auto [begin, end] = VisibleKeys(s, i);
+      std::fill(mask.begin() + i * s.seq_k + begin, mask.begin() + i * s.seq_k + end, 1);
+    }
+    options.mask = TensorView::Contiguous(mask.data(), DType::kBool, 4,
+                                          {1, 1, s.seq_q, s.seq_k});
+  } else {
+    options.causal = s.causal;
+    options.window_left = s.window_left;
+    options.window_right = s.window_right;
+  }
 
   // Inputs and output are allocated and touched; what the resident peak
   // grows by from here is the kernel's workspace.
@@ -272,6 +307,9 @@ void PrintJson(const std::string& name, const Shape& s, const Machine& m,
   row["head_dim"] = s.head_dim;
   row["head_dim_v"] = s.head_dim_v;
   row["causal"] = CausalName(s.causal);
+  row["window_left"] = s.window_left;
+  row["window_right"] = s.window_right;
+  row["as_mask"] = s.as_mask;
   row["threads"] = m.threads;
   row["seconds"] = t.seconds;
   row["gflops"] = t.gflops;

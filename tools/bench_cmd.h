@@ -14,6 +14,12 @@ struct BenchFlags {
   std::int64_t seq_q = -1, seq_k = -1;
   std::int64_t head_dim = -1, head_dim_v = -1;
   std::string causal;  // none | top-left | bottom-right; empty: not given
+  // Sliding window (bottom-right aligned, as flash-attn); -1: unbounded.
+  std::int64_t window_left = -1, window_right = -1;
+  // Give the window (and causal bound) to the kernel as a bool mask tensor
+  // [1, 1, seq_q, seq_k] instead of as options: what a user of a library
+  // without windows writes, and a test of mask-hidden block skipping.
+  bool as_mask = false;
 
   std::string dtype = "f32";
   std::string layout = "bnhd";  // bnhd (flash-attn) | bhnd (torch)

@@ -5,6 +5,7 @@
 #include <exception>
 #include <iostream>
 #include <new>
+#include <limits>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +15,8 @@
 #include "tools/bench_cmd.h"
 #include "tools/check_cmd.h"
 #include "tools/cli_error.h"
+#include "tools/embed_cmd.h"
+#include "tools/explain_cmd.h"
 #include "tools/peak.h"
 
 namespace salience::tools {
@@ -88,6 +91,14 @@ void AddBench(CLI::App& app, BenchFlags& f) {
   size("--head-dim-v", f.head_dim_v, "Head dim of v (default: head-dim)");
   cmd->add_option("--causal", f.causal, "Causal mask (default none)")
       ->check(CLI::IsMember({"none", "top-left", "bottom-right"}));
+  cmd->add_option("--window-left", f.window_left,
+                  "Sliding window: keys before the diagonal (-1 unbounded)")
+      ->check(CLI::Range(std::int64_t{-1}, std::numeric_limits<std::int64_t>::max()));
+  cmd->add_option("--window-right", f.window_right,
+                  "Sliding window: keys after the diagonal (-1 unbounded)")
+      ->check(CLI::Range(std::int64_t{-1}, std::numeric_limits<std::int64_t>::max()));
+  cmd->add_flag("--as-mask", f.as_mask,
+                "Pass causal/window as a bool mask tensor instead of options");
   cmd->add_option("--dtype", f.dtype, "Element type (only f32 for now)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
@@ -125,13 +136,18 @@ int Main(int argc, char** argv) {
   AddPeak(app, peak_flags);
   AddBench(app, bench_flags);
   AddCheck(app, check_flags);
+  EmbedFlags embed_flags;
+  ExplainFlags explain_flags;
+  AddEmbed(app, embed_flags);
+  AddExplain(app, explain_flags);
 
   // An unknown first word is a mistyped subcommand, not a stray argument.
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "peak" &&
-      first != "bench" && first != "check") {
+      first != "bench" && first != "check" && first != "embed" &&
+      first != "explain") {
     return ReportError(std::string("unknown subcommand '") + argv[1] +
-                           "' (expected peak, bench or check; see --help)",
+                           "' (expected peak, bench, check, embed or explain; see --help)",
                        kExitUsage);
   }
   try {
@@ -143,6 +159,8 @@ int Main(int argc, char** argv) {
   }
   if (app.got_subcommand("peak")) return RunPeak(peak_flags);
   if (app.got_subcommand("bench")) return RunBench(bench_flags);
+  if (app.got_subcommand("embed")) return RunEmbed(embed_flags);
+  if (app.got_subcommand("explain")) return RunExplain(explain_flags);
   return RunCheck(check_flags);
 }
 

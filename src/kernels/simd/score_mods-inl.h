@@ -22,6 +22,40 @@
 HWY_BEFORE_NAMESPACE();
 namespace salience::simd::HWY_NAMESPACE {
 
+// Whether mask entries row[0 .. keys) (step apart) are all "hidden": 0 for
+// a bool mask, -inf for an additive one. Unit-step rows are scanned a vector
+// at a time, since a block the mask hides is scanned whole.
+inline bool RowHidden(const std::uint8_t* row, std::int64_t step, std::int64_t keys) {
+  std::int64_t j = 0;
+  if (step == 1) {
+    const hn::ScalableTag<std::uint8_t> d8;
+    const std::int64_t n = static_cast<std::int64_t>(hn::Lanes(d8));
+    for (; j + n <= keys; j += n) {
+      if (!hn::AllTrue(d8, hn::Eq(hn::LoadU(d8, row + j), hn::Zero(d8)))) return false;
+    }
+  }
+  for (; j < keys; ++j) {
+    if (row[j * step] != 0) return false;
+  }
+  return true;
+}
+
+inline bool RowHidden(const float* row, std::int64_t step, std::int64_t keys) {
+  constexpr float kHidden = -std::numeric_limits<float>::infinity();
+  std::int64_t j = 0;
+  if (step == 1) {
+    const DF d;
+    const std::int64_t n = static_cast<std::int64_t>(hn::Lanes(d));
+    for (; j + n <= keys; j += n) {
+      if (!hn::AllTrue(d, hn::Eq(hn::LoadU(d, row + j), hn::Set(d, kHidden)))) return false;
+    }
+  }
+  for (; j < keys; ++j) {
+    if (row[j * step] != kHidden) return false;
+  }
+  return true;
+}
+
 // Whether the mask tensor hides every key of the block [block_start,
 // block_end) from every row of the tile. Scans stop at the first visible
 // entry, so a block that is mostly visible costs a few loads.
@@ -30,21 +64,14 @@ inline bool MaskHidesBlock(const core::Problem& p, std::int64_t seq_index,
                            std::size_t rows, std::int64_t block_start,
                            std::int64_t block_end) {
   const TensorView& m = p.mask;
-  const std::int64_t step = m.strides[3];
   const std::int64_t keys = block_end - block_start;
   for (std::size_t r = 0; r < rows; ++r) {
     const std::int64_t at = m.Offset(seq_index, head, row_begin + r, block_start);
-    if (m.dtype == DType::kBool) {
-      const auto* row = static_cast<const std::uint8_t*>(m.data) + at;
-      for (std::int64_t j = 0; j < keys; ++j) {
-        if (row[j * step] != 0) return false;
-      }
-    } else {
-      const auto* row = static_cast<const float*>(m.data) + at;
-      for (std::int64_t j = 0; j < keys; ++j) {
-        if (row[j * step] != -std::numeric_limits<float>::infinity()) return false;
-      }
-    }
+    const bool hidden =
+        m.dtype == DType::kBool
+            ? RowHidden(static_cast<const std::uint8_t*>(m.data) + at, m.strides[3], keys)
+            : RowHidden(static_cast<const float*>(m.data) + at, m.strides[3], keys);
+    if (!hidden) return false;
   }
   return true;
 }
