@@ -10,15 +10,15 @@ JOBS ?= $(shell nproc)
 DEMO_SHAPE := --batch 1 --seq-q 1024 --seq-k 1024 --heads-q 16 --head-dim 64
 
 # The phases of `make test`, in order (see the README's "Testing").
-TEST_PHASES := build ctest sanitize tsan install-test
+TEST_PHASES := build ctest sanitize tsan install-test fuzz
 
 .DEFAULT_GOAL := build
 .PHONY: help deps deps-tsan build demo test ctest sanitize tsan install-test \
         clean
 
 # The model layer's and the Python package's targets (model-deps, model-test,
-# fuzz, python-install, python-test, ...) live beside their code.
--include models.mk
+# fuzz, explain-demo, python-install, python-test, ...) live beside their code.
+include models.mk
 -include python/python.mk
 ifneq ($(wildcard python/python.mk),)
 TEST_PHASES += python-test
@@ -26,13 +26,13 @@ endif
 
 help:
 	@echo "make build         install deps, configure Release in build/, build all"
-	@echo "make demo          build, then salience check --quick and a short bench"
+	@echo "make demo          build, salience check --quick, explain the bank sentence, bench"
 	@echo "make test          every phase, timed (CI): $(TEST_PHASES)"
 	@echo "make ctest         run the test suite of build/"
 	@echo "make sanitize      ASan+UBSan Debug build in build-asan/, run its tests"
 	@echo "make tsan          ThreadSanitizer build in build-tsan/, run its tests"
 	@echo "make install-test  install build/ to a temp prefix, build a consumer"
-	@echo "make clean         remove build/, build-asan/, build-tsan/"
+	@echo "make clean         remove build/, build-asan/, build-tsan/, build-fuzz/, build-py/"
 
 # src/CMakeLists.txt builds the model layer too, so its packages (OpenBLAS,
 # utf8proc, libpng, ...) are part of every build's deps when it is there.
@@ -49,8 +49,12 @@ build: deps
 	cmake --preset release
 	cmake --build --preset release -j $(JOBS)
 
+# The main job: the kernels checked on this CPU, then a real model's attention
+# drawn for "The bank of the river was muddy." (bank.html, bank.png), the
+# tokens "bank" attends to, and a benchmark line.
 demo: build
 	build/salience check --quick
+	$(MAKE) explain-demo
 	build/salience bench $(DEMO_SHAPE) --causal none
 	build/salience bench $(DEMO_SHAPE) --causal bottom-right
 
@@ -81,4 +85,4 @@ test: deps-tsan
 	echo "==> make test: every phase passed"; printf '    %s\n' "$${times[@]}"
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz build-py

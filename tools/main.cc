@@ -15,6 +15,8 @@
 #include "tools/bench_cmd.h"
 #include "tools/check_cmd.h"
 #include "tools/cli_error.h"
+#include "tools/embed_cmd.h"
+#include "tools/explain_cmd.h"
 #include "tools/peak.h"
 
 namespace salience::tools {
@@ -134,13 +136,18 @@ int Main(int argc, char** argv) {
   AddPeak(app, peak_flags);
   AddBench(app, bench_flags);
   AddCheck(app, check_flags);
+  EmbedFlags embed_flags;
+  ExplainFlags explain_flags;
+  AddEmbed(app, embed_flags);
+  AddExplain(app, explain_flags);
 
   // An unknown first word is a mistyped subcommand, not a stray argument.
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "peak" &&
-      first != "bench" && first != "check") {
+      first != "bench" && first != "check" && first != "embed" &&
+      first != "explain") {
     return ReportError(std::string("unknown subcommand '") + argv[1] +
-                           "' (expected peak, bench or check; see --help)",
+                           "' (expected peak, bench, check, embed or explain; see --help)",
                        kExitUsage);
   }
   try {
@@ -152,6 +159,8 @@ int Main(int argc, char** argv) {
   }
   if (app.got_subcommand("peak")) return RunPeak(peak_flags);
   if (app.got_subcommand("bench")) return RunBench(bench_flags);
+  if (app.got_subcommand("embed")) return RunEmbed(embed_flags);
+  if (app.got_subcommand("explain")) return RunExplain(explain_flags);
   return RunCheck(check_flags);
 }
 

@@ -1,0 +1,102 @@
+// A BERT encoder (all-MiniLM-L6-v2 and its kin) on salience's fused
+// attention, with OpenBLAS for the linear layers.
+//
+// Tokens of a batch are packed end to end ([total_tokens, hidden], no
+// padding rows): the linear layers do no work on padding, and attention
+// sees each sequence through cu_seqlens (flash-attn's varlen layout).
+//
+//   x = LayerNorm(word[id] + position[p] + token_type[0])
+//   per layer:
+//     q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv   [T, heads, head_dim]
+//     a = AttentionForward(q, k, v)                     (scale 1/sqrt(d))
+//     x = LayerNorm(x + a Wo^T + bo)
+//     x = LayerNorm(x + GELU(x W1^T + b1) W2^T + b2)     GELU(z) = z Phi(z)
+//   embedding = normalize(mean over the sequence's tokens of x)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/safetensors.h"
+#include "model/tokenizer.h"
+#include "salience/status.h"
+
+namespace salience::model {
+
+// Which attention maps to keep: layers x heads, for every sequence.
+struct AttentionRequest {
+  std::vector<int> layers;  // empty: none
+  std::vector<int> heads;   // empty: all heads
+};
+
+// probs[layer][head] is [len, len] row-major for one sequence, in the order
+// of AttentionRequest's layers and heads.
+struct SequenceAttention {
+  std::int64_t length = 0;
+  std::vector<int> layers, heads;
+  std::vector<std::vector<float>> probs;  // [layers.size() * heads.size()]
+  const float* At(std::size_t layer_index, std::size_t head_index) const {
+    return probs[layer_index * heads.size() + head_index].data();
+  }
+};
+
+struct EncoderOutput {
+  std::int64_t hidden_size = 0;
+  std::vector<float> embeddings;             // [batch, hidden], L2-normalized
+  std::vector<SequenceAttention> attention;  // [batch] when requested
+};
+
+class Encoder {
+ public:
+  // Loads dir/config.json, dir/sentence_bert_config.json (max_seq_length),
+  // dir/tokenizer.json and dir/model.safetensors (mapped, not copied); every
+  // tensor's shape is checked against the config.
+  static Status Load(const std::string& dir, std::unique_ptr<Encoder>* encoder);
+
+  // Embeds a tokenized batch; num_threads 0 = all cores.
+  Status Forward(const Batch& batch, const AttentionRequest& request,
+                 int num_threads, EncoderOutput* output) const;
+  // Tokenizes (truncating to max_seq_length) and embeds.
+  Status Embed(const std::vector<std::string>& texts,
+               const AttentionRequest& request, int num_threads,
+               EncoderOutput* output) const;
+
+  const BertConfig& config() const { return config_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+ private:
+  struct Linear {
+    const float* weight = nullptr;  // [out, in]
+    const float* bias = nullptr;    // [out]
+    std::int64_t out = 0, in = 0;
+  };
+  struct Norm {
+    const float* gamma = nullptr;
+    const float* beta = nullptr;
+  };
+  struct Layer {
+    Linear query, key, value, attention_out, intermediate, output;
+    Norm attention_norm, output_norm;
+  };
+
+  Encoder() = default;
+  Status Bind();
+
+  BertConfig config_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<SafetensorsFile> weights_;
+  const float* word_embeddings_ = nullptr;
+  const float* position_embeddings_ = nullptr;
+  const float* token_type_embeddings_ = nullptr;
+  Norm embedding_norm_;
+  std::vector<Layer> layers_;
+};
+
+// The kernel family OpenBLAS dispatches to ("Cooperlake", "Haswell", ...;
+// OPENBLAS_CORETYPE in the environment overrides its choice).
+std::string BlasCoreName();
+
+}  // namespace salience::model
