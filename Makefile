@@ -19,10 +19,8 @@ TEST_PHASES := build ctest sanitize tsan install-test fuzz
 # The model layer's and the Python package's targets (model-deps, model-test,
 # fuzz, explain-demo, python-install, python-test, ...) live beside their code.
 include models.mk
--include python/python.mk
-ifneq ($(wildcard python/python.mk),)
+include python/python.mk
 TEST_PHASES += python-test
-endif
 
 help:
 	@echo "make build         install deps, configure Release in build/, build all"

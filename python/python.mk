@@ -1,0 +1,21 @@
+# salience's Python side; the root Makefile includes this file.
+#
+#   make python-install  python/install.sh: deps, pinned requirements, the
+#                        package (editable, built in build-py/)
+#   make python-test     install, then the pytest suite of python/tests
+#   make peers           install with the benchmark's extras, then
+#                        bench/peers.py (PEERS_FLAGS, e.g. --quick, --write)
+PYTHON ?= python3
+PEERS_FLAGS ?=
+
+.PHONY: python-install python-test peers
+
+python-install:
+	PYTHON=$(PYTHON) bash python/install.sh
+
+python-test: python-install
+	$(PYTHON) -m pytest python/tests -q
+
+peers:
+	PYTHON=$(PYTHON) bash python/install.sh --bench
+	$(PYTHON) bench/peers.py $(PEERS_FLAGS)

@@ -1,0 +1,273 @@
+"""flash-attn's entry points on the CPU, with flash-attn 2's names, argument
+order, layouts and defaults; `from salience.flash_attn_interface import
+flash_attn_func` replaces `from flash_attn.flash_attn_interface import ...`.
+
+  q [batch, seqlen_q, nheads, headdim], k/v [batch, seqlen_k, nheads_k, headdim]
+  (varlen: [total, nheads, headdim], sequences end to end, cu_seqlens int32)
+
+nheads a multiple of nheads_k (MQA/GQA). causal is aligned bottom-right:
+query i sees keys j <= i + seqlen_k - seqlen_q. window_size (left, right)
+limits query i to keys [i + seqlen_k - seqlen_q - left, ... + right], -1 for
+unbounded. alibi_slopes [nheads] or [batch, nheads] add
+-slope * |i + seqlen_k - seqlen_q - j|; softcap > 0 caps the scores with tanh.
+
+Differences from flash-attn on a GPU: float32 inputs (bf16/fp16 come later),
+torch tensors or NumPy arrays; dropout_p > 0, block_table (paged KV), rotary
+embedding and cache_batch_idx raise NotImplementedError; with
+return_attn_probs=True the third element (the debugging-only attention
+probabilities, which flash-attn returns only under dropout) is None;
+`deterministic` is accepted and has no effect, as salience is always
+deterministic; there is no backward pass yet. A row that sees no key gives
+out = 0 and lse = -inf, as in flash-attn.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Tuple, TypeVar, Union
+
+import numpy as np
+
+from salience import _arrays
+from salience._attention import run
+
+Array = TypeVar("Array")
+Result = Union[Array, Tuple[Array, Array, None]]
+
+__all__ = [
+    "flash_attn_func",
+    "flash_attn_kvpacked_func",
+    "flash_attn_qkvpacked_func",
+    "flash_attn_varlen_func",
+    "flash_attn_varlen_kvpacked_func",
+    "flash_attn_varlen_qkvpacked_func",
+    "flash_attn_with_kvcache",
+]
+
+
+def _window(window_size: Sequence[int]) -> Tuple[int, int]:
+    try:
+        left, right = (int(w) for w in window_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"window_size: expected (left, right), got {window_size!r}") from None
+    return left, right
+
+
+def _check_inputs(q: Any, k: Any, v: Any, ndim: int, axes: str) -> None:
+    names = ("q", "k", "v")
+    for name, x in zip(names, (q, k, v)):
+        _arrays.check_array(name, x)
+        _arrays.check_float32(name, x)
+    _arrays.check_same_kind(names, (q, k, v))
+    ndims = [x.ndim for x in (q, k, v)]
+    if ndims != [ndim] * 3:
+        raise ValueError(
+            f"q, k, v: expected {ndim} axes {axes} each, got "
+            f"q.ndim={ndims[0]}, k.ndim={ndims[1]}, v.ndim={ndims[2]}"
+        )
+
+
+def _unpack(packed: Any, name: str, count: int, axis: int, axes: str) -> Tuple[Any, ...]:
+    """Views of the `count` tensors stacked on `axis` of a packed tensor."""
+    _arrays.check_array(name, packed)
+    ndim = len(axes.split(","))
+    if packed.ndim != ndim or packed.shape[axis] != count:
+        raise ValueError(f"{name}: expected shape {axes} with {count} on axis {axis}, "
+                         f"got {list(packed.shape)}")
+    index = (slice(None),) * axis
+    return tuple(packed[index + (i,)] for i in range(count))
+
+
+def _check_max_seqlen(name: str, max_seqlen: int, cu_seqlens: np.ndarray) -> None:
+    """flash-attn sizes its grid by max_seqlen; one too small would leave rows
+    uncomputed there, so it is an error here (malformed cu_seqlens are the
+    library's to report)."""
+    lengths = np.diff(cu_seqlens.astype(np.int64))
+    if lengths.size and (lengths >= 0).all() and lengths.max() > max_seqlen:
+        raise ValueError(f"{name}: expected >= {lengths.max()} (the longest sequence "
+                         f"in cu_seqlens), got {max_seqlen}")
+
+
+def _attend(q: Any, k: Any, v: Any, *, lse_shape: Tuple[int, ...], dropout_p: float,
+            softmax_scale: Optional[float], causal: bool, window_size: Sequence[int],
+            softcap: float, alibi_slopes: Any, return_lse: bool,
+            **sequences: Any) -> Tuple[Any, Any]:
+    """Runs on [batch, seq, heads, dim] views; returns (out, lse or None)
+    with out shaped like q's views (head_dim of v) and lse as lse_shape."""
+    _arrays.check_dropout(dropout_p)
+    left, right = _window(window_size)
+    out = _arrays.empty_float32(q, tuple(q.shape[:-1]) + (v.shape[-1],))
+    lse = _arrays.empty_float32(q, (q.shape[0], q.shape[2], q.shape[1])) if return_lse else None
+    run(q, k, v, out, lse=lse, alibi_slopes=alibi_slopes, scale=softmax_scale,
+        causal="bottom_right" if causal else "none", window_left=left,
+        window_right=right, window_align="bottom_right", softcap=softcap,
+        **sequences)
+    if _arrays.needs_graph((q, k, v)):
+        out = _arrays.attach_forward_only(out, (q, k, v))
+    return out, None if lse is None else lse.reshape(lse_shape)
+
+
+def flash_attn_func(q: Array, k: Array, v: Array, dropout_p: float = 0.0,
+                    softmax_scale: Optional[float] = None, causal: bool = False,
+                    window_size: Tuple[int, int] = (-1, -1), softcap: float = 0.0,
+                    alibi_slopes: Any = None, deterministic: bool = False,
+                    return_attn_probs: bool = False) -> Result[Array]:
+    """out [batch, seqlen_q, nheads, headdim_v]; with return_attn_probs,
+    (out, softmax_lse [batch, nheads, seqlen_q] float32, None)."""
+    _check_inputs(q, k, v, 4, "[batch, seqlen, nheads, headdim]")
+    batch, seq_q, heads_q = q.shape[:3]  # type: ignore[attr-defined]
+    out, lse = _attend(q, k, v, lse_shape=(batch, heads_q, seq_q), dropout_p=dropout_p,
+                       softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                       softcap=softcap, alibi_slopes=alibi_slopes,
+                       return_lse=return_attn_probs)
+    return (out, lse, None) if return_attn_probs else out
+
+
+def flash_attn_varlen_func(q: Array, k: Array, v: Array, cu_seqlens_q: Any,
+                           cu_seqlens_k: Any, max_seqlen_q: int, max_seqlen_k: int,
+                           dropout_p: float = 0.0, softmax_scale: Optional[float] = None,
+                           causal: bool = False, window_size: Tuple[int, int] = (-1, -1),
+                           softcap: float = 0.0, alibi_slopes: Any = None,
+                           deterministic: bool = False, return_attn_probs: bool = False,
+                           block_table: Any = None) -> Result[Array]:
+    """Packed sequences: q [total_q, nheads, headdim], k/v [total_k, nheads_k,
+    headdim], cu_seqlens_* [batch + 1] int32. out [total_q, nheads, headdim_v];
+    with return_attn_probs, (out, softmax_lse [nheads, total_q], None).
+    Rows past cu_seqlens_q[-1] come out 0."""
+    if block_table is not None:
+        raise NotImplementedError("block_table: salience has no paged KV cache yet; "
+                                  "pass contiguous k and v")
+    _check_inputs(q, k, v, 3, "[total, nheads, headdim]")
+    cu_q = _arrays.required_int32_vector("cu_seqlens_q", cu_seqlens_q)
+    cu_k = _arrays.required_int32_vector("cu_seqlens_k", cu_seqlens_k)
+    _check_max_seqlen("max_seqlen_q", max_seqlen_q, cu_q)
+    _check_max_seqlen("max_seqlen_k", max_seqlen_k, cu_k)
+    total_q, heads_q = q.shape[:2]  # type: ignore[attr-defined]
+    out, lse = _attend(q[None], k[None], v[None], lse_shape=(heads_q, total_q),  # type: ignore[index]
+                       dropout_p=dropout_p, softmax_scale=softmax_scale, causal=causal,
+                       window_size=window_size, softcap=softcap, alibi_slopes=alibi_slopes,
+                       return_lse=return_attn_probs, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
+    return (out[0], lse, None) if return_attn_probs else out[0]
+
+
+def flash_attn_qkvpacked_func(qkv: Array, dropout_p: float = 0.0,
+                              softmax_scale: Optional[float] = None, causal: bool = False,
+                              window_size: Tuple[int, int] = (-1, -1), softcap: float = 0.0,
+                              alibi_slopes: Any = None, deterministic: bool = False,
+                              return_attn_probs: bool = False) -> Result[Array]:
+    """qkv [batch, seqlen, 3, nheads, headdim]; as flash_attn_func."""
+    q, k, v = _unpack(qkv, "qkv", 3, 2, "[batch, seqlen, 3, nheads, headdim]")
+    return flash_attn_func(q, k, v, dropout_p, softmax_scale, causal, window_size,
+                           softcap, alibi_slopes, deterministic, return_attn_probs)
+
+
+def flash_attn_kvpacked_func(q: Array, kv: Array, dropout_p: float = 0.0,
+                             softmax_scale: Optional[float] = None, causal: bool = False,
+                             window_size: Tuple[int, int] = (-1, -1), softcap: float = 0.0,
+                             alibi_slopes: Any = None, deterministic: bool = False,
+                             return_attn_probs: bool = False) -> Result[Array]:
+    """kv [batch, seqlen_k, 2, nheads_k, headdim]; as flash_attn_func."""
+    k, v = _unpack(kv, "kv", 2, 2, "[batch, seqlen_k, 2, nheads_k, headdim]")
+    return flash_attn_func(q, k, v, dropout_p, softmax_scale, causal, window_size,
+                           softcap, alibi_slopes, deterministic, return_attn_probs)
+
+
+def flash_attn_varlen_qkvpacked_func(qkv: Array, cu_seqlens: Any, max_seqlen: int,
+                                     dropout_p: float = 0.0,
+                                     softmax_scale: Optional[float] = None,
+                                     causal: bool = False,
+                                     window_size: Tuple[int, int] = (-1, -1),
+                                     softcap: float = 0.0, alibi_slopes: Any = None,
+                                     deterministic: bool = False,
+                                     return_attn_probs: bool = False) -> Result[Array]:
+    """qkv [total, 3, nheads, headdim]; as flash_attn_varlen_func."""
+    q, k, v = _unpack(qkv, "qkv", 3, 1, "[total, 3, nheads, headdim]")
+    return flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen,
+                                  dropout_p, softmax_scale, causal, window_size, softcap,
+                                  alibi_slopes, deterministic, return_attn_probs)
+
+
+def flash_attn_varlen_kvpacked_func(q: Array, kv: Array, cu_seqlens_q: Any,
+                                    cu_seqlens_k: Any, max_seqlen_q: int, max_seqlen_k: int,
+                                    dropout_p: float = 0.0,
+                                    softmax_scale: Optional[float] = None,
+                                    causal: bool = False,
+                                    window_size: Tuple[int, int] = (-1, -1),
+                                    softcap: float = 0.0, alibi_slopes: Any = None,
+                                    deterministic: bool = False,
+                                    return_attn_probs: bool = False) -> Result[Array]:
+    """kv [total_k, 2, nheads_k, headdim]; as flash_attn_varlen_func."""
+    k, v = _unpack(kv, "kv", 2, 1, "[total_k, 2, nheads_k, headdim]")
+    return flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                  max_seqlen_k, dropout_p, softmax_scale, causal,
+                                  window_size, softcap, alibi_slopes, deterministic,
+                                  return_attn_probs)
+
+
+def flash_attn_with_kvcache(q: Array, k_cache: Array, v_cache: Array, k: Optional[Array] = None,
+                            v: Optional[Array] = None, rotary_cos: Any = None,
+                            rotary_sin: Any = None, cache_seqlens: Any = None,
+                            cache_batch_idx: Any = None, cache_leftpad: Any = None,
+                            block_table: Any = None, softmax_scale: Optional[float] = None,
+                            causal: bool = False, window_size: Tuple[int, int] = (-1, -1),
+                            softcap: float = 0.0, rotary_interleaved: bool = True,
+                            alibi_slopes: Any = None, num_splits: int = 0,
+                            return_softmax_lse: bool = False
+                            ) -> Union[Array, Tuple[Array, Array]]:
+    """Decoding against a KV cache: q [batch, seqlen_q, nheads, headdim],
+    k_cache/v_cache [batch, seqlen_cache, nheads_k, headdim]. If k and v
+    ([batch, seqlen_new, nheads_k, headdim]) are given, they are written into
+    the caches in place at cache_seqlens (an int or [batch] int32) first;
+    attention then runs over the first cache_seqlens + seqlen_new keys of
+    each entry (all of them without cache_seqlens). Returns out, or
+    (out, softmax_lse [batch, nheads, seqlen_q]) with return_softmax_lse."""
+    unsupported = {"rotary_cos": rotary_cos, "rotary_sin": rotary_sin,
+                   "cache_batch_idx": cache_batch_idx, "cache_leftpad": cache_leftpad,
+                   "block_table": block_table}
+    for name, value in unsupported.items():
+        if value is not None:
+            raise NotImplementedError(f"{name}: not supported by salience's "
+                                      f"flash_attn_with_kvcache yet; pass None")
+    _check_inputs(q, k_cache, v_cache, 4, "[batch, seqlen, nheads, headdim]")
+    batch, seq_cache = k_cache.shape[:2]  # type: ignore[attr-defined]
+    lengths = None
+    if cache_seqlens is not None:
+        if isinstance(cache_seqlens, (int, np.integer)):
+            cache_seqlens = [int(cache_seqlens)] * batch
+        lengths = _arrays.required_int32_vector("cache_seqlens", cache_seqlens).astype(np.int64)
+        if lengths.shape != (batch,) or (lengths < 0).any():
+            raise ValueError(f"cache_seqlens: expected {batch} values >= 0 (batch), "
+                             f"got {lengths.tolist()}")
+    if (k is None) != (v is None):
+        raise ValueError("k and v: pass both (new keys and values for the cache) or neither")
+    if k is not None:
+        start = np.zeros(batch, np.int64) if lengths is None else lengths
+        _append_to_cache(k_cache, v_cache, k, v, start)
+        lengths = start + k.shape[1]  # type: ignore[attr-defined]
+    if lengths is not None and (lengths > seq_cache).any():
+        raise ValueError(f"cache_seqlens + seqlen_new: expected <= {seq_cache} "
+                         f"(k_cache.shape[1]), got {lengths.tolist()}")
+    heads_q, seq_q = q.shape[2], q.shape[1]  # type: ignore[attr-defined]
+    out, lse = _attend(q, k_cache, v_cache, lse_shape=(batch, heads_q, seq_q), dropout_p=0.0,
+                       softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                       softcap=softcap, alibi_slopes=alibi_slopes,
+                       return_lse=return_softmax_lse, seqlens_k=lengths)
+    return (out, lse) if return_softmax_lse else out
+
+
+def _append_to_cache(k_cache: Any, v_cache: Any, k: Any, v: Any, start: np.ndarray) -> None:
+    """k_cache[b, start[b]:start[b] + seqlen_new] = k[b], and so for v."""
+    for name, new, cache in (("k", k, k_cache), ("v", v, v_cache)):
+        _arrays.check_array(name, new)
+        _arrays.check_float32(name, new)
+        if new.ndim != 4 or new.shape[0] != cache.shape[0] or tuple(new.shape[2:]) != tuple(cache.shape[2:]):
+            raise ValueError(f"{name}: expected shape [{cache.shape[0]}, seqlen_new, "
+                             f"{cache.shape[2]}, {cache.shape[3]}], got {list(new.shape)}")
+    seq_new = k.shape[1]
+    if v.shape[1] != seq_new:
+        raise ValueError(f"v.shape[1] (seqlen_new): expected {seq_new} (k.shape[1]), got {v.shape[1]}")
+    if (start + seq_new > k_cache.shape[1]).any():
+        raise ValueError(f"cache_seqlens + seqlen_new: expected <= {k_cache.shape[1]} "
+                         f"(k_cache.shape[1]), got {(start + seq_new).tolist()}")
+    for b, offset in enumerate(start.tolist()):
+        k_cache[b, offset:offset + seq_new] = k[b]
+        v_cache[b, offset:offset + seq_new] = v[b]
