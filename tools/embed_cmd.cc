@@ -178,11 +178,8 @@ int RunEmbed(const EmbedFlags& flags) {
     return ReportError(
         "no texts: give them as arguments, or --input FILE, or --bench N",
         kExitUsage);
-  std::string dir;
-  Status status = model::FindModelDir(flags.model, &dir);
-  if (!status.ok()) return ReportError(status.message(), kExitFailure);
   std::unique_ptr<model::Encoder> encoder;
-  status = model::Encoder::Load(dir, &encoder);
+  Status status = model::Encoder::Find(flags.model, &encoder);
   if (!status.ok()) return ReportError(status.message(), kExitFailure);
 
   const bool timing = flags.time || flags.bench > 0;

@@ -107,11 +107,8 @@ int RunExplain(const ExplainFlags& flags) {
     return ReportError(
         "--out " + flags.out + ": expected a .html, .svg or .png file",
         kExitUsage);
-  std::string dir;
-  Status status = model::FindModelDir(flags.model, &dir);
-  if (!status.ok()) return ReportError(status.message(), kExitFailure);
   std::unique_ptr<model::Encoder> encoder;
-  status = model::Encoder::Load(dir, &encoder);
+  Status status = model::Encoder::Find(flags.model, &encoder);
   if (!status.ok()) return ReportError(status.message(), kExitFailure);
   const model::BertConfig& config = encoder->config();
   for (int layer : flags.layers)

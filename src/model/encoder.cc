@@ -66,6 +66,14 @@ std::string ShapeText(const std::vector<std::int64_t>& shape) {
 
 }  // namespace
 
+Status Encoder::Find(const std::string& flag,
+                     std::unique_ptr<Encoder>* encoder) {
+  std::string dir;
+  const Status status = FindModelDir(flag, &dir);
+  if (!status.ok()) return status;
+  return Load(dir, encoder);
+}
+
 Status Encoder::Load(const std::string& dir,
                      std::unique_ptr<Encoder>* encoder) {
   std::unique_ptr<Encoder> result(new Encoder());

@@ -55,6 +55,9 @@ class Encoder {
   // dir/tokenizer.json and dir/model.safetensors (mapped, not copied); every
   // tensor's shape is checked against the config.
   static Status Load(const std::string& dir, std::unique_ptr<Encoder>* encoder);
+  // Finds the model directory as FindModelDir does (`flag`, then
+  // $SALIENCE_MODEL_DIR, then the installed package) and loads it.
+  static Status Find(const std::string& flag, std::unique_ptr<Encoder>* encoder);
 
   // Embeds a tokenized batch; num_threads 0 = all cores.
   Status Forward(const Batch& batch, const AttentionRequest& request,
