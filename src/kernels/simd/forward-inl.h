@@ -170,17 +170,6 @@ inline void PvSkippingHidden(const float* p, const std::uint8_t* hidden,
   }
 }
 
-// dst[c] = scale * src[c * src_stride] for c < n; the unit-stride case is a
-// separate loop so the compiler vectorizes it.
-inline void GatherScaled(const float* src, std::int64_t src_stride,
-                         std::int64_t n, float scale, float* dst) {
-  if (src_stride == 1) {
-    for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c] * scale;
-    return;
-  }
-  for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c * src_stride] * scale;
-}
-
 // dst[c * dst_stride] = scale * src[c] for c < n.
 inline void ScatterScaled(const float* src, std::int64_t n, float scale,
                           float* dst, std::int64_t dst_stride) {

@@ -57,6 +57,17 @@ class PackedKv {
   float* non_finite_;  // one flag per block
 };
 
+// dst[c] = scale * src[c * src_stride] for c < n; the unit-stride case is a
+// separate loop so the compiler vectorizes it.
+inline void GatherScaled(const float* src, std::int64_t src_stride,
+                         std::int64_t n, float scale, float* dst) {
+  if (src_stride == 1) {
+    for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c] * scale;
+    return;
+  }
+  for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c * src_stride] * scale;
+}
+
 // Packs block `block_in_piece` of `piece` into workspace block `block`.
 inline void PackBlock(const core::Problem& p, const Piece& piece,
                       std::int64_t block_in_piece, std::size_t dv_pad,
@@ -82,11 +93,7 @@ inline void PackBlock(const core::Problem& p, const Piece& piece,
   for (std::int64_t j = 0; j < count; ++j) {
     const float* src = v + p.v.Offset(seq.tensor_batch, seq.k_begin + first + j, piece.kv_head, 0);
     float* dst = vb + j * dv_pad;
-    if (p.v.strides[3] == 1) {
-      std::memcpy(dst, src, sizeof(float) * dv);
-    } else {
-      for (std::int64_t c = 0; c < dv; ++c) dst[c] = src[c * p.v.strides[3]];
-    }
+    GatherScaled(src, p.v.strides[3], dv, 1.0f, dst);
     for (std::int64_t c = 0; c < dv; ++c) {
       std::uint32_t bits;
       std::memcpy(&bits, dst + c, sizeof(bits));
