@@ -86,6 +86,16 @@ struct AttentionOptions {
   // Logit soft-capping; 0 disables.
   float softcap = 0.0f;
 
+  // Dropout on the attention weights (training): each weight is kept with
+  // probability 1 - dropout_p, in [0, 1), and kept weights are scaled by
+  // 1 / (1 - dropout_p); lse stays that of the undropped softmax. Whether
+  // weight (sequence, head, query row, key) is kept is a pure function of
+  // (dropout_seed, dropout_offset) and those four indices (Philox4x32-10,
+  // src/core/dropout.h), so the backward regenerates the forward's mask
+  // without storing it and results do not depend on the thread count.
+  float dropout_p = 0.0f;
+  std::uint64_t dropout_seed = 0;
+  std::uint64_t dropout_offset = 0;
   // Worker threads; 0 means all cores.
   int num_threads = 0;
 };
@@ -103,5 +113,30 @@ Status AttentionForwardReference(const TensorView& q, const TensorView& k,
                                  const TensorView& v, const TensorView& out,
                                  const AttentionOptions& options,
                                  const TensorView* lse = nullptr);
+
+// Gradients of AttentionForward (FlashAttention-2's backward): recomputes
+// the weights block by block from q, k and the forward's lse, so nothing of
+// size seq_q x seq_k is stored.
+//   out, d_out   [batch, seq_q, heads_q, head_dim_v]  the forward's output and
+//                                                    the loss's gradient of it
+//   lse          [batch, heads_q, seq_q]  fp32, as the forward returned it
+//   dq, dk, dv   shaped like q, k, v; written whole (keys no row sees get 0;
+//                for GQA, dk and dv sum over the query heads of a group)
+// Options must be the forward's (dropout seed and offset included). Rows
+// whose keys were all hidden (lse = -inf) get zero gradients. Bitwise
+// identical across runs and thread counts.
+Status AttentionBackward(const TensorView& q, const TensorView& k,
+                         const TensorView& v, const TensorView& out,
+                         const TensorView& d_out, const TensorView& lse,
+                         const TensorView& dq, const TensorView& dk,
+                         const TensorView& dv, const AttentionOptions& options);
+
+// The reference backward: materializes the weights, fp64 accumulation.
+Status AttentionBackwardReference(const TensorView& q, const TensorView& k,
+                                  const TensorView& v, const TensorView& out,
+                                  const TensorView& d_out, const TensorView& lse,
+                                  const TensorView& dq, const TensorView& dk,
+                                  const TensorView& dv,
+                                  const AttentionOptions& options);
 
 }  // namespace salience
