@@ -145,7 +145,13 @@ std::string CpuModel() {
   return "unknown";
 }
 
-double MeasureFmaGflops(int threads, double seconds) {
+namespace {
+
+// GFLOP/s of `run(iterations)` (register-only chains of `flops_per_iteration`
+// flops) on `threads` threads, best repetition within `seconds`.
+template <typename Run>
+double MeasureChainsGflops(int threads, double seconds,
+                           std::int64_t flops_per_iteration, const Run& run) {
   // Short repetitions (a few ms, timed on one thread; every thread runs
   // the same count) so that among many of them some see no preemption by
   // other processes on a shared machine; the best one is reported.
@@ -153,7 +159,7 @@ double MeasureFmaGflops(int threads, double seconds) {
   std::int64_t iterations = 1 << 14;
   for (;;) {
     const Clock::time_point start = Clock::now();
-    g_sink = RunFmaChains(iterations);
+    g_sink = run(iterations);
     const double elapsed = SecondsSince(start);
     if (elapsed >= rep_seconds / 4 || iterations > (std::int64_t{1} << 40)) {
       iterations = static_cast<std::int64_t>(iterations * rep_seconds /
@@ -164,12 +170,25 @@ double MeasureFmaGflops(int threads, double seconds) {
   }
   iterations = std::max<std::int64_t>(iterations, 1024);
   const double flops =
-      static_cast<double>(FmaFlopsPerIteration()) * iterations * threads;
+      static_cast<double>(flops_per_iteration) * iterations * threads;
   return BestRate(seconds, [&] {
     const double elapsed =
-        TimeParallel(threads, [&](int) { return RunFmaChains(iterations); });
+        TimeParallel(threads, [&](int) { return run(iterations); });
     return flops / elapsed * 1e-9;
   });
+}
+
+}  // namespace
+
+double MeasureFmaGflops(int threads, double seconds) {
+  return MeasureChainsGflops(threads, seconds, FmaFlopsPerIteration(),
+                             [](std::int64_t n) { return RunFmaChains(n); });
+}
+
+double MeasureDotBf16Gflops(int threads, double seconds) {
+  if (!simd::CpuHasDotBf16() || DotBf16FlopsPerIteration() == 0) return 0.0;
+  return MeasureChainsGflops(threads, seconds, DotBf16FlopsPerIteration(),
+                             [](std::int64_t n) { return RunDotBf16Chains(n); });
 }
 
 Peak MeasurePeak(double seconds_budget) {
@@ -177,10 +196,12 @@ Peak MeasurePeak(double seconds_budget) {
   peak.threads = AllThreads();
   peak.cpu = CpuModel();
   peak.target = simd::TargetName(simd::CurrentTarget());
-  const double quarter = seconds_budget / 4.0;
-  peak.fma_gflops_all = MeasureFmaGflops(peak.threads, quarter);
-  peak.fma_gflops_one = MeasureFmaGflops(1, quarter);
-  MeasureDram(quarter, &peak);
+  const double sixth = seconds_budget / 6.0;
+  peak.fma_gflops_all = MeasureFmaGflops(peak.threads, sixth);
+  peak.fma_gflops_one = MeasureFmaGflops(1, sixth);
+  peak.bf16_dot_gflops_all = MeasureDotBf16Gflops(peak.threads, sixth);
+  peak.bf16_dot_gflops_one = MeasureDotBf16Gflops(1, sixth);
+  MeasureDram(sixth, &peak);
   return peak;
 }
 

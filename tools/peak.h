@@ -10,6 +10,10 @@ namespace salience::tools {
 struct Peak {
   double fma_gflops_all = 0.0;  // fp32 FMA, one thread per core
   double fma_gflops_one = 0.0;  // fp32 FMA, one thread
+  // bf16 dot product with fp32 accumulation (vdpbf16ps, 2 multiply-adds a
+  // lane); 0 where the CPU has none.
+  double bf16_dot_gflops_all = 0.0;
+  double bf16_dot_gflops_one = 0.0;
   double dram_gbs_all = 0.0;    // DRAM read, one thread per core (1e9 B/s)
   double dram_gbs_one = 0.0;    // DRAM read, one thread
   int threads = 1;              // threads of the *_all figures
@@ -17,12 +21,15 @@ struct Peak {
   std::string target;           // SIMD target the kernels dispatch to
 };
 
-// All four figures, best of several repetitions each, in about
+// All six figures, best of several repetitions each, in about
 // `seconds_budget` seconds (plus the first touch of the DRAM buffer).
 Peak MeasurePeak(double seconds_budget);
 
 // fp32 FMA GFLOP/s on `threads` threads, best repetition within `seconds`.
 double MeasureFmaGflops(int threads, double seconds);
+
+// bf16 dot-product GFLOP/s likewise; 0 where the CPU has none.
+double MeasureDotBf16Gflops(int threads, double seconds);
 
 // Threads the kernels use when asked for "all" (one per core).
 int AllThreads();

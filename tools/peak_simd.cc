@@ -7,6 +7,9 @@
 #define HWY_TARGET_INCLUDE "tools/peak_simd.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+#if HWY_TARGET == HWY_AVX3
+#include <immintrin.h>
+#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace salience::tools {
@@ -43,6 +46,35 @@ float RunFmaChains(std::int64_t iterations) {
   return hn::GetLane(hn::SumOfLanes(d, total));
 }
 
+#if HWY_TARGET == HWY_AVX3
+// vdpbf16ps chains (AVX512_BF16): each instruction does two bf16 products
+// and two adds per fp32 lane, 4 x 16 flops. Highway 1.0 has no such op,
+// hence the intrinsic under a function target attribute; callers check the
+// CPUID bit first (simd::CpuHasDotBf16). acc grows by 2 * 2^-10 * 2^-10 per
+// iteration: no overflow within any probe's length.
+std::int64_t DotBf16FlopsPerIteration() { return kFmaChains * 16 * 4; }
+
+__attribute__((target("avx512bf16,avx512f,avx512vl,avx512bw"))) float RunDotBf16Chains(
+    std::int64_t iterations) {
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3a80);  // bf16 2^-10
+  __m512 acc[kFmaChains];
+#pragma GCC unroll 16
+  for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm512_set1_ps(0.01f * c);
+  for (std::int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, a);
+  }
+  __m512 total = acc[0];
+#pragma GCC unroll 16
+  for (int c = 1; c < kFmaChains; ++c) total = _mm512_add_ps(total, acc[c]);
+  return _mm512_reduce_add_ps(total);
+}
+#else
+// No bf16 dot product on this target.
+std::int64_t DotBf16FlopsPerIteration() { return 0; }
+float RunDotBf16Chains(std::int64_t) { return 0.0f; }
+#endif
+
 float SumFloats(const float* HWY_RESTRICT data, std::size_t count) {
   const hn::ScalableTag<float> d;
   const std::size_t lanes = hn::Lanes(d);
@@ -73,6 +105,8 @@ namespace salience::tools {
 HWY_EXPORT(FmaFlopsPerIteration);
 HWY_EXPORT(RunFmaChains);
 HWY_EXPORT(SumFloats);
+HWY_EXPORT(DotBf16FlopsPerIteration);
+HWY_EXPORT(RunDotBf16Chains);
 
 std::int64_t FmaFlopsPerIteration() {
   return HWY_DYNAMIC_DISPATCH(FmaFlopsPerIteration)();
@@ -84,6 +118,14 @@ float RunFmaChains(std::int64_t iterations) {
 
 float SumFloats(const float* data, std::size_t count) {
   return HWY_DYNAMIC_DISPATCH(SumFloats)(data, count);
+}
+
+std::int64_t DotBf16FlopsPerIteration() {
+  return HWY_DYNAMIC_DISPATCH(DotBf16FlopsPerIteration)();
+}
+
+float RunDotBf16Chains(std::int64_t iterations) {
+  return HWY_DYNAMIC_DISPATCH(RunDotBf16Chains)(iterations);
 }
 
 }  // namespace salience::tools

@@ -16,6 +16,12 @@ std::int64_t FmaFlopsPerIteration();
 // every accumulator so the compiler cannot drop the work.
 float RunFmaChains(std::int64_t iterations);
 
+// The same for the bf16 dot product (vdpbf16ps, fp32 accumulation): flops
+// per iteration, 0 where the dispatched target has none; call
+// RunDotBf16Chains only where simd::CpuHasDotBf16().
+std::int64_t DotBf16FlopsPerIteration();
+float RunDotBf16Chains(std::int64_t iterations);
+
 // Sum of `count` floats read from `data` (64-byte aligned): the DRAM probe.
 float SumFloats(const float* data, std::size_t count);
 

@@ -78,14 +78,21 @@ std::string AxisName(const TensorSpec& spec, int axis) {
          spec.axes[axis] + ")";
 }
 
-// q, k, v, out and lse are fp32 until bf16/f16 kernels exist; a mask may
-// also be bool (`bool_ok`).
-Status CheckDType(const char* name, DType dtype, bool bool_ok) {
-  if (dtype == DType::kF32 || (bool_ok && dtype == DType::kBool)) {
+// Which dtypes an argument accepts: q, k, v and out are f32, bf16 or f16
+// (the kernels accumulate in fp32 whatever they read); lse is f32; a mask is
+// bool or f32.
+enum class DTypes : std::uint8_t { kFloat, kF32, kBoolOrF32 };
+
+Status CheckDType(const char* name, DType dtype, DTypes accepted) {
+  const bool low_precision = dtype == DType::kBF16 || dtype == DType::kF16;
+  if (dtype == DType::kF32 || (accepted == DTypes::kFloat && low_precision) ||
+      (accepted == DTypes::kBoolOrF32 && dtype == DType::kBool)) {
     return Status::Ok();
   }
-  const char* expected = bool_ok ? "bool or f32" : "f32";
-  if (dtype == DType::kBF16 || dtype == DType::kF16) {
+  const char* expected = accepted == DTypes::kFloat      ? "f32, bf16 or f16"
+                         : accepted == DTypes::kBoolOrF32 ? "bool or f32"
+                                                          : "f32";
+  if (low_precision) {
     return Error(StatusCode::kUnsupported, name, ".dtype: ", DTypeName(dtype),
                  " is not supported yet (expected ", expected, ")");
   }
@@ -151,7 +158,9 @@ Status CheckRank(const TensorSpec& spec, const TensorView& t) {
 
 Status CheckAttentionTensor(const TensorSpec& spec, const TensorView& t) {
   if (Status s = CheckRank(spec, t); !s.ok()) return s;
-  if (Status s = CheckDType(spec.name, t.dtype, false); !s.ok()) return s;
+  if (Status s = CheckDType(spec.name, t.dtype, DTypes::kFloat); !s.ok()) {
+    return s;
+  }
   return CheckLayout(spec, t);
 }
 
@@ -224,6 +233,11 @@ Status CheckScalarOptions(const AttentionOptions& o) {
   if (!std::isfinite(o.softcap) || o.softcap < 0.0f) {
     return Error(kInvalid, "options.softcap: expected finite and >= 0 ",
                  "(0 disables), got ", o.softcap);
+  }
+  // Negated so that NaN fails too.
+  if (!(o.dropout_p >= 0.0f && o.dropout_p < 1.0f)) {
+    return Error(kInvalid, "options.dropout_p: expected a probability in ",
+                 "[0, 1), got ", o.dropout_p);
   }
   if (o.num_threads < 0) {
     return Error(kInvalid, "options.num_threads: expected >= 0 (0 = all ",
@@ -345,7 +359,7 @@ Status CheckSequences(const AttentionOptions& o, Problem* p) {
 Status CheckLse(const TensorView* lse, const TensorView& q) {
   if (lse == nullptr) return Status::Ok();
   if (Status s = CheckRank(kLse, *lse); !s.ok()) return s;
-  if (Status s = CheckDType("lse", lse->dtype, false); !s.ok()) return s;
+  if (Status s = CheckDType("lse", lse->dtype, DTypes::kF32); !s.ok()) return s;
   return FirstError({
       CheckLayout(kLse, *lse),
       ExpectAxis(kLse, *lse, 0, q.shape[0], "q.shape[0]"),
@@ -372,7 +386,7 @@ Status ExpectMaskAxis(const TensorView& mask, int axis, std::int64_t expected,
 Status CheckMask(const TensorView& mask, Problem* p) {
   if (mask.data == nullptr) return Status::Ok();
   if (Status s = CheckRank(kMask, mask); !s.ok()) return s;
-  if (Status s = CheckDType("mask", mask.dtype, true); !s.ok()) return s;
+  if (Status s = CheckDType("mask", mask.dtype, DTypes::kBoolOrF32); !s.ok()) return s;
   const bool v = p->varlen;
   Status status = FirstError({
       CheckLayout(kMask, mask),
@@ -429,6 +443,11 @@ Status ValidateForward(const TensorView& q, const TensorView& k,
            CheckAttentionTensor(kV, v), CheckAttentionTensor(kOut, out)});
       !s.ok()) {
     return s;
+  }
+  // K and V are packed side by side into one workspace: one dtype.
+  if (v.dtype != k.dtype) {
+    return Error(kInvalid, "v.dtype: expected ", DTypeName(k.dtype),
+                 " (k.dtype), got ", DTypeName(v.dtype));
   }
   if (Status s = CheckShapes(q, k, v, out); !s.ok()) return s;
   if (Status s = CheckWritable(kOut, out); !s.ok()) return s;

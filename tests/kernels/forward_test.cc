@@ -14,25 +14,11 @@
 #include <vector>
 
 #include "harness.h"
+#include "random_case.h"
 #include "salience/attention.h"
 
 namespace salience::harness {
 namespace {
-
-// Sizes that straddle SIMD widths and tile edges: 1, primes, powers of two
-// and one past them.
-constexpr std::int64_t kSeqLens[] = {1,   7,   63,  97,  113,
-                                     128, 203, 256, 513, 1025};
-constexpr std::int64_t kHeadDims[] = {1, 8, 32, 59, 64, 111, 128, 256};
-constexpr MaskForm kMaskForms[] = {MaskForm::kFull,
-                                   MaskForm::kSharedAcrossBatch,
-                                   MaskForm::kSharedAcrossAll,
-                                   MaskForm::kKeyPadding,
-                                   MaskForm::kHeadStrideZero,
-                                   MaskForm::kQueryRows,
-                                   MaskForm::kTransposed};
-constexpr Layout kLayouts[] = {Layout::kBnhd, Layout::kBhnd, Layout::kStrided,
-                               Layout::kHeadsInner};
 
 class ReportWorstErrors : public ::testing::Environment {
  public:
@@ -42,31 +28,6 @@ class ReportWorstErrors : public ::testing::Environment {
 };
 const ::testing::Environment* const kReport =
     ::testing::AddGlobalTestEnvironment(new ReportWorstErrors);
-
-template <typename T, std::size_t N>
-T Pick(std::mt19937_64& rng, const T (&choices)[N]) {
-  return choices[std::uniform_int_distribution<std::size_t>(0, N - 1)(rng)];
-}
-
-int Uniform(std::mt19937_64& rng, int low, int high) {
-  return std::uniform_int_distribution<int>(low, high)(rng);
-}
-
-bool Chance(std::mt19937_64& rng, double p) {
-  return std::uniform_real_distribution<double>(0.0, 1.0)(rng) < p;
-}
-
-// A valid length in [0, extent], biased towards the edges 0 and extent.
-std::int32_t RandomLength(std::mt19937_64& rng, std::int64_t extent) {
-  switch (Uniform(rng, 0, 3)) {
-    case 0:
-      return 0;
-    case 1:
-      return static_cast<std::int32_t>(extent);
-    default:
-      return Uniform(rng, 0, static_cast<int>(extent));
-  }
-}
 
 // --- Hand-written cases: the reference and the fast path against algebra.
 
@@ -458,66 +419,30 @@ TEST(ForwardSweep, KeysSpanningPackPhases) {
   ExpectMatchesReference(many_pairs);
 }
 
-// --- The random battery: every feature mixed, drawn from one seed.
-
-// A random valid case whose reference costs at most about `budget`
-// multiply-adds, so the battery's runtime stays bounded.
-Case RandomCase(std::mt19937_64& rng, double budget) {
-  for (;;) {
+// Dropout: the fast forward drops the weights core::Dropout names, as the
+// reference does, and keeps lse undropped.
+TEST(ForwardSweep, Dropout) {
+  for (float p : {0.1f, 0.5f, 0.9f}) {
     Case c;
-    c.batch = Uniform(rng, 1, 3);
-    c.seq_q = Pick(rng, kSeqLens), c.seq_k = Pick(rng, kSeqLens);
-    c.head_dim = Pick(rng, kHeadDims);
-    c.head_dim_v = Chance(rng, 0.7) ? c.head_dim : Pick(rng, kHeadDims);
-    c.heads_kv = Uniform(rng, 1, 3);
-    c.heads_q = c.heads_kv * Pick(rng, {1, 2, 4, 8});
-    c.layout = Pick(rng, kLayouts);
-    c.causal =
-        Pick(rng, {Causal::kNone, Causal::kTopLeft, Causal::kBottomRight});
-    if (Chance(rng, 0.3)) {
-      c.window_left = Pick(rng, {-1, 0, 1, 7, 32, 100});
-      c.window_right = Pick(rng, {-1, 0, 1, 7, 32, 100});
-      c.window_align = Chance(rng, 0.5) ? Align::kTopLeft : Align::kBottomRight;
-    }
-    if (Chance(rng, 0.2)) {  // varlen: pack `batch` sequences end to end
-      c.cu_seqlens_q = {0}, c.cu_seqlens_k = {0};
-      for (std::int64_t s = 0; s < c.batch; ++s) {
-        c.cu_seqlens_q.push_back(c.cu_seqlens_q.back() +
-                                 RandomLength(rng, c.seq_q));
-        c.cu_seqlens_k.push_back(c.cu_seqlens_k.back() +
-                                 RandomLength(rng, c.seq_k));
-      }
-      c.seq_q = c.cu_seqlens_q.back() + Uniform(rng, 0, 3);
-      c.seq_k = c.cu_seqlens_k.back() + Uniform(rng, 0, 3);
-    } else if (Chance(rng, 0.3)) {
-      for (std::int64_t b = 0; b < c.batch; ++b) {
-        c.seqlens_q.push_back(RandomLength(rng, c.seq_q));
-        c.seqlens_k.push_back(RandomLength(rng, c.seq_k));
-      }
-      if (Chance(rng, 0.3)) c.seqlens_q.clear();
-    }
-    if (Chance(rng, 0.35)) {
-      c.mask = Chance(rng, 0.5) ? MaskKind::kBool : MaskKind::kAdditive;
-      c.mask_form = Pick(rng, kMaskForms);
-      c.mask_hidden_share = Pick(rng, {0.0, 0.1, 0.5, 0.95});
-    }
-    if (Chance(rng, 0.2)) {
-      c.alibi = Chance(rng, 0.5) ? Alibi::kPerHead : Alibi::kPerBatch;
-    }
-    if (Chance(rng, 0.2)) c.softcap = Pick(rng, {1.0f, 5.0f, 30.0f});
-    if (Chance(rng, 0.15))
-      c.scale = Pick(rng, {0.0f, -0.5f, 0.05f, 0.5f, 2.0f});
-    c.with_lse = Chance(rng, 0.9);
-    c.num_threads = Uniform(rng, 0, 3);  // 0: all cores
-    c.distribution =
-        Chance(rng, 0.5) ? Distribution::kNormal : Distribution::kUniform;
-    c.seed = rng();
-
-    const double cost = static_cast<double>(c.tensor_batch()) * c.heads_q *
-                        c.seq_q * c.seq_k * (c.head_dim + c.head_dim_v);
-    if (cost <= budget) return c;
+    c.batch = 2, c.seq_q = 150, c.seq_k = 290, c.heads_q = 4, c.heads_kv = 2;
+    c.head_dim = c.head_dim_v = 64, c.causal = Causal::kBottomRight;
+    c.mask = MaskKind::kBool, c.num_threads = 2;
+    CaseData data(c);
+    data.options.dropout_p = p;
+    data.options.dropout_seed = 0x1234567890ull;
+    data.options.dropout_offset = 77;
+    ExpectMatchesReference(data);
   }
+  Case varlen;
+  varlen.batch = 3, varlen.cu_seqlens_q = {0, 40, 41, 140}, varlen.cu_seqlens_k = {0, 3, 90, 300};
+  varlen.seq_q = 140, varlen.seq_k = 300, varlen.head_dim = varlen.head_dim_v = 32;
+  CaseData data(varlen);
+  data.options.dropout_p = 0.3f;
+  data.options.dropout_offset = std::uint64_t{5} << 40;
+  ExpectMatchesReference(data);
 }
+
+// --- The random battery: every feature mixed, drawn from one seed.
 
 // Ten shards of 100 cases each, so that ctest can run them side by side.
 class ForwardRandom : public ::testing::TestWithParam<int> {};

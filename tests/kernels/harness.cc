@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 
+#include "core/half.h"
 #include "core/validate.h"
 #include "kernels/simd/forward.h"
 
@@ -219,6 +220,52 @@ void AddDefect(Comparison* comparison, const std::string& defect) {
   }
 }
 
+float Widen(std::uint16_t bits, DType dtype) {
+  return dtype == DType::kBF16 ? core::F32FromBF16(bits) : core::F32FromF16(bits);
+}
+
+std::uint16_t Narrow(float value, DType dtype) {
+  return dtype == DType::kBF16 ? core::BF16FromF32(value) : core::F16FromF32(value);
+}
+
+// A 16-bit copy of `buffer`, guards and gaps included, rounded to `dtype`.
+Buffer<std::uint16_t> Narrowed(const Buffer<float>& buffer, DType dtype) {
+  Buffer<std::uint16_t> narrow;
+  narrow.storage.resize(buffer.storage.size());
+  for (std::size_t i = 0; i < buffer.storage.size(); ++i) {
+    narrow.storage[i] = Narrow(buffer.storage[i], dtype);
+  }
+  narrow.view = buffer.view;
+  narrow.view.dtype = dtype;
+  narrow.view.data = narrow.storage.data() +
+                     (static_cast<const float*>(buffer.view.data) - buffer.storage.data());
+  return narrow;
+}
+
+// Rounds `buffer` to `dtype` in place and returns its 16-bit copy; an fp32
+// dtype leaves it as it is and returns an empty buffer.
+Buffer<std::uint16_t> RoundTo(Buffer<float>& buffer, DType dtype) {
+  if (dtype == DType::kF32) return {};
+  Buffer<std::uint16_t> narrow = Narrowed(buffer, dtype);
+  for (std::size_t i = 0; i < buffer.storage.size(); ++i) {
+    buffer.storage[i] = Widen(narrow.storage[i], dtype);
+  }
+  return narrow;
+}
+
+void CheckGuards(const Buffer<std::uint16_t>& buffer, const char* name,
+                 Comparison* comparison) {
+  const std::uint16_t guard =
+      Narrow(std::bit_cast<float>(kOutputGuardBits), buffer.view.dtype);
+  for (std::int64_t index : buffer.OutsideView()) {
+    if (buffer.storage[index] != guard) {
+      AddDefect(comparison, std::string(name) + " storage element " +
+                                std::to_string(index) + " outside the view was overwritten");
+      return;
+    }
+  }
+}
+
 void CheckGuards(const Buffer<float>& buffer, const char* name,
                  Comparison* comparison) {
   const float guard = std::bit_cast<float>(kOutputGuardBits);
@@ -344,6 +391,11 @@ std::string Describe(const Case& c) {
   if (c.softcap > 0.0f) text << " softcap=" << c.softcap;
   if (c.scale) text << " scale=" << *c.scale;
   if (!c.with_lse) text << " lse=off";
+  if (c.q_dtype != DType::kF32 || c.kv_dtype != DType::kF32 ||
+      c.out_dtype != DType::kF32) {
+    text << " dtypes=q:" << DTypeName(c.q_dtype) << ",kv:" << DTypeName(c.kv_dtype)
+         << ",out:" << DTypeName(c.out_dtype);
+  }
   text << " threads=" << c.num_threads << " values="
        << (c.distribution == Distribution::kNormal ? "normal" : "uniform")
        << "*" << c.value_scale << " seed=" << c.seed;
@@ -384,10 +436,19 @@ CaseData::CaseData(const Case& c) : spec_(c) {
   lse = MakeBuffer<float>(DType::kF32, 3, {batch, c.heads_q, c.seq_q, 0},
                           {lse_memory[1], lse_memory[2], 1, 0}, lse_pad, guard);
 
+  if (c.out_dtype != DType::kF32) out16 = Narrowed(out, c.out_dtype);
+
   std::mt19937_64 rng(c.seed);
   FillInputs(rng);
   FillMask(rng);
   SetOptions();
+  NarrowInputs();
+}
+
+void CaseData::NarrowInputs() {
+  q16 = RoundTo(q, spec_.q_dtype);
+  k16 = RoundTo(k, spec_.kv_dtype);
+  v16 = RoundTo(v, spec_.kv_dtype);
 }
 
 void CaseData::FillInputs(std::mt19937_64& rng) {
@@ -466,11 +527,21 @@ Comparison RunFastAndCompare(CaseData& data, const ref::ForwardResult& ref) {
   const Case& c = data.spec();
   FillView(data.out, [] { return kNaN; });
   FillView(data.lse, [] { return kNaN; });
+  const bool narrow_out = !data.out16.storage.empty();
+  if (narrow_out) {
+    FillView(data.out16, [&] { return Narrow(kNaN, c.out_dtype); });
+  }
   Comparison result;
-  result.status =
-      AttentionForward(data.q.view, data.k.view, data.v.view, data.out.view,
-                       data.options, data.lse_view());
+  result.status = AttentionForward(data.q_view(), data.k_view(), data.v_view(),
+                                   data.out_view(), data.options, data.lse_view());
   if (!result.status.ok()) return result;
+  if (narrow_out) {
+    const auto* narrow = static_cast<const std::uint16_t*>(data.out16.view.data);
+    auto* wide = static_cast<float*>(data.out.view.data);
+    ForEachIndex(data.out16, [&](std::int64_t offset) {
+      wide[offset] = Widen(narrow[offset], c.out_dtype);
+    });
+  }
 
   RowComparer rows{data, ref, &result};
   for (std::int64_t b = 0; b < c.tensor_batch(); ++b) {
@@ -485,12 +556,17 @@ Comparison RunFastAndCompare(CaseData& data, const ref::ForwardResult& ref) {
           static_cast<const float*>(data.lse.view.data)[offset]);
     });
   }
-  CheckGuards(data.out, "out", &result);
+  if (narrow_out) {
+    CheckGuards(data.out16, "out", &result);
+  } else {
+    CheckGuards(data.out, "out", &result);
+  }
   if (c.with_lse) CheckGuards(data.lse, "lse", &result);
   return result;
 }
 
 std::vector<TargetRun> RunOnEveryTarget(CaseData& data) {
+  data.NarrowInputs();  // the reference must see what the kernel reads
   ref::ForwardResult ref;
   const Status ref_status = RunReference(data, &ref);
   std::vector<TargetRun> runs;

@@ -70,6 +70,10 @@ struct Case {
   bool with_lse = true;
   int num_threads = 1;
 
+  // Element types of the tensors the fast kernel reads and writes (k and v
+  // share one). The reference reads the same values widened to fp32.
+  DType q_dtype = DType::kF32, kv_dtype = DType::kF32, out_dtype = DType::kF32;
+
   Distribution distribution = Distribution::kNormal;
   float value_scale = 1.0f;  // uniform in [-s, s] or normal with sigma s
   std::uint64_t seed = 1;
@@ -107,6 +111,10 @@ class CaseData {
   const Case& spec() const { return spec_; }
 
   Buffer<float> q, k, v, out, lse;
+  // 16-bit copies (same layout, guards included) for the dtypes of a case
+  // that asks for them, else empty. NarrowInputs rounds q, k and v to their
+  // dtypes in place and refreshes the copies: call it after editing them.
+  Buffer<std::uint16_t> q16, k16, v16, out16;
   Buffer<float> additive_mask;     // MaskKind::kAdditive
   Buffer<std::uint8_t> bool_mask;  // MaskKind::kBool
   std::vector<std::int32_t> seqlens_q, seqlens_k, cu_seqlens_q, cu_seqlens_k;
@@ -116,6 +124,12 @@ class CaseData {
   const TensorView* lse_view() const {
     return spec_.with_lse ? &lse.view : nullptr;
   }
+  // The views the fast kernel gets, in the case's dtypes.
+  const TensorView& q_view() const { return q16.storage.empty() ? q.view : q16.view; }
+  const TensorView& k_view() const { return k16.storage.empty() ? k.view : k16.view; }
+  const TensorView& v_view() const { return v16.storage.empty() ? v.view : v16.view; }
+  const TensorView& out_view() const { return out16.storage.empty() ? out.view : out16.view; }
+  void NarrowInputs();
 
  private:
   void FillInputs(std::mt19937_64& rng);

@@ -5,7 +5,11 @@
 //      softcap, ALiBi and the mask (core::ModifyScore, shared with the fast
 //      kernel), -inf where hidden;
 //   2. takes the softmax:  m = max_j s_j,  p_j = exp(s_j - m),  l = sum_j p_j;
-//   3. writes  out = sum_j p_j v_j / l  and  lse = m + log(l).
+//   3. writes  out = sum_j z_j p_j v_j / l  and  lse = m + log(l),
+//      where z_j = 1 without dropout; with it z_j is 0 for a dropped key
+//      and 1 / (1 - dropout_p) for a kept one (core::Dropout, indexed by
+//      the sequence and the row and key local to it). lse is the undropped
+//      softmax's.
 //
 // A row that sees no key keeps out = 0, lse = -inf, as do padding rows and
 // rows of the seq axis that belong to no sequence. Only keys inside the
@@ -18,20 +22,24 @@
 #include <limits>
 #include <vector>
 
+#include "core/dropout.h"
+#include "core/half.h"
+
 namespace salience::ref {
 namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-// One fp32 element of a tensor, widened to double.
+// One element of a float tensor (f32, bf16 or f16), widened to double.
 double Load(const TensorView& t, std::int64_t offset) {
-  return static_cast<const float*>(t.data)[offset];
+  return core::LoadFloat(t, offset);
 }
 
 // Steps 1-3 above for local query row i of sequence s, head h; `out` holds
 // head_dim_v zeros and `lse` -inf on entry.
-void AttendRow(const core::Problem& p, const core::SeqSpan& seq, std::int64_t s,
-               std::int64_t h, std::int64_t i, double* out, double* lse) {
+void AttendRow(const core::Problem& p, const core::Dropout& dropout,
+               const core::SeqSpan& seq, std::int64_t s, std::int64_t h,
+               std::int64_t i, double* out, double* lse) {
   const core::KeyRange keys = p.Keys(seq, i);
   const std::int64_t b = seq.tensor_batch;
   const std::int64_t q_row = seq.q_begin + i;
@@ -56,16 +64,20 @@ void AttendRow(const core::Problem& p, const core::SeqSpan& seq, std::int64_t s,
   }
   if (!sees_a_key) return;  // fully masked: out = 0, lse = -inf
 
-  // 2-3. Softmax weights and the weighted sum of V; hidden keys are skipped
-  // (not multiplied by a zero weight) so their V is never read.
+  // 2-3. Softmax weights and the weighted sum of V; hidden and dropped keys
+  // are skipped (not multiplied by a zero weight) so their V is never read.
+  // A dropped key still counts in the normalizer l.
+  const double keep_scale = dropout.keep_scale();
   double row_sum = 0.0;
   for (std::int64_t j = keys.begin; j < keys.end; ++j) {
     const double score = scores[j - keys.begin];
     if (score == kNegInf) continue;
     const double weight = std::exp(score - row_max);
     row_sum += weight;
+    if (dropout.enabled() && !dropout.Keeps(s, p.heads_q, h, i, j)) continue;
+    const double kept = weight * keep_scale;
     for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
-      out[c] += weight * Load(p.v, p.v.Offset(b, seq.k_begin + j, kv_head, c));
+      out[c] += kept * Load(p.v, p.v.Offset(b, seq.k_begin + j, kv_head, c));
     }
   }
   for (std::int64_t c = 0; c < p.head_dim_v; ++c) out[c] /= row_sum;
@@ -79,13 +91,14 @@ ForwardResult Forward(const core::Problem& p) {
   ForwardResult result;
   result.out.assign(batch * seq_q * p.heads_q * p.head_dim_v, 0.0);
   result.lse.assign(batch * p.heads_q * seq_q, kNegInf);
+  const core::Dropout dropout(p.options);
   for (std::int64_t s = 0; s < p.num_seqs; ++s) {
     const core::SeqSpan seq = p.Seq(s);
     for (std::int64_t h = 0; h < p.heads_q; ++h) {
       for (std::int64_t i = 0; i < seq.q_len; ++i) {
         const std::int64_t b = seq.tensor_batch, row = seq.q_begin + i;
         AttendRow(
-            p, seq, s, h, i,
+            p, dropout, seq, s, h, i,
             &result.out[((b * seq_q + row) * p.heads_q + h) * p.head_dim_v],
             &result.lse[(b * p.heads_q + h) * seq_q + row]);
       }
@@ -102,8 +115,8 @@ void Store(const core::Problem& p, const ForwardResult& result) {
         const double* out =
             &result.out[((b * seq_q + row) * p.heads_q + h) * p.head_dim_v];
         for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
-          static_cast<float*>(p.out.data)[p.out.Offset(b, row, h, c)] =
-              static_cast<float>(out[c]);
+          core::StoreFloat(p.out, p.out.Offset(b, row, h, c),
+                           static_cast<float>(out[c]));
         }
         if (p.lse != nullptr) {
           static_cast<float*>(p.lse->data)[p.lse->Offset(b, h, row)] =

@@ -31,6 +31,8 @@
 #include "core/problem.h"
 #include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
+#include "kernels/simd/convert-inl.h"
+#include "kernels/simd/dropout-inl.h"
 #include "kernels/simd/pack-inl.h"
 #include "kernels/simd/schedule.h"
 #include "kernels/simd/score_mods-inl.h"
@@ -55,11 +57,19 @@ struct Scratch {
   float* row_sum;  // [kQTileRows][lanes] running sum l, per lane
   float* alpha;    // [kQTileRows] rescale factor of the current block
   std::uint8_t* hidden;  // [kQTileRows][kKvBlock], see MarkHidden
+  // The bf16 dot-product path's tiles (dot_bf16-inl.h); null otherwise.
+  std::uint16_t* q_bf16;  // [kQTileRows][depth_pairs][2], unscaled queries
+  std::uint16_t* p_bf16;  // [kQTileRows][kKvBlock], probabilities
+  float* v_widened;       // [kKvBlock][dv_pad], see PvSkippingHidden
 };
 
-// Softmax state carried across phases when a row's keys span chunks.
+// Softmax state carried across phases when a row's keys span chunks. The
+// unnormalized output waits in `out` when that is fp32, in partial_out
+// ([batch][seq_q][heads_q][head_dim_v]) when rounding it to out's 16-bit
+// dtype between chunks would lose precision.
 struct CarriedState {
   std::vector<float> row_max, row_sum;  // [batch][seq_q][heads_q]
+  std::vector<float> partial_out;
   std::int64_t Index(const core::Problem& p, std::int64_t tensor_batch,
                      std::int64_t row, std::int64_t head) const {
     return (tensor_batch * p.q.shape[1] + row) * p.heads_q + head;
@@ -170,28 +180,17 @@ inline void PvSkippingHidden(const float* p, const std::uint8_t* hidden,
   }
 }
 
-// dst[c * dst_stride] = scale * src[c] for c < n.
-inline void ScatterScaled(const float* src, std::int64_t n, float scale,
-                          float* dst, std::int64_t dst_stride) {
-  if (dst_stride == 1) {
-    for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c] * scale;
-    return;
-  }
-  for (std::int64_t c = 0; c < n; ++c) dst[c * dst_stride] = src[c] * scale;
-}
-
-// Copies the tile's query rows, times scale * log2(e), into q_tile; rows past the
-// tile's end are zero so the micro-kernels can run whole row groups.
+// Copies the tile's query rows (of any dtype), times scale * log2(e), into
+// q_tile in fp32; rows past the tile's end are zero so the micro-kernels can
+// run whole row groups.
 inline void LoadQueries(const core::Problem& p, const core::SeqSpan& seq,
                         std::int64_t head, std::int64_t row_begin,
                         std::size_t rows, std::size_t rows_padded,
                         float* q_tile) {
-  const auto* q = static_cast<const float*>(p.q.data);
   const std::int64_t depth = p.head_dim;
   for (std::size_t r = 0; r < rows; ++r) {
-    const float* src =
-        q + p.q.Offset(seq.tensor_batch, seq.q_begin + row_begin + r, head, 0);
-    GatherScaled(src, p.q.strides[3], depth, p.scale * kLog2e, q_tile + r * depth);
+    ReadRow(p.q, p.q.Offset(seq.tensor_batch, seq.q_begin + row_begin + r, head, 0),
+            depth, p.scale * kLog2e, q_tile + r * depth);
   }
   std::fill(q_tile + rows * depth, q_tile + rows_padded * depth, 0.0f);
 }
@@ -207,15 +206,19 @@ inline void BeginState(const ItemContext& ctx, const Piece& piece,
   std::fill(sc.row_sum, sc.row_sum + rows_padded * TileTraits::kLanes, 0.0f);
   std::fill(sc.alpha, sc.alpha + rows_padded, 1.0f);
   if (piece.first_chunk) return;
-  const auto* out = static_cast<const float*>(p.out.data);
+  const std::vector<float>& partial = ctx.state->partial_out;
   for (std::int64_t r = 0; r < item.row_end - item.row_begin; ++r) {
     const std::int64_t row = seq.q_begin + item.row_begin + r;
     const std::int64_t at = ctx.state->Index(p, seq.tensor_batch, row, item.head);
     sc.row_max[r] = ctx.state->row_max[at];
     sc.row_sum[r * TileTraits::kLanes] = ctx.state->row_sum[at];
     if (sc.row_max[r] == kNegInf) continue;  // nothing accumulated yet
-    const float* src = out + p.out.Offset(seq.tensor_batch, row, item.head, 0);
-    GatherScaled(src, p.out.strides[3], p.head_dim_v, 1.0f, sc.o_tile + r * ctx.dv_pad);
+    float* acc = sc.o_tile + r * ctx.dv_pad;
+    if (partial.empty()) {
+      ReadRow(p.out, p.out.Offset(seq.tensor_batch, row, item.head, 0), p.head_dim_v, 1.0f, acc);
+    } else {
+      std::copy_n(partial.data() + at * p.head_dim_v, p.head_dim_v, acc);
+    }
   }
 }
 
@@ -225,22 +228,26 @@ inline void EndState(const ItemContext& ctx, const Piece& piece,
                      const core::SeqSpan& seq, const WorkItem& item,
                      const Scratch& sc) {
   const core::Problem& p = *ctx.p;
-  auto* out = static_cast<float*>(p.out.data);
+  std::vector<float>& partial = ctx.state->partial_out;
   for (std::int64_t r = 0; r < item.row_end - item.row_begin; ++r) {
     const std::int64_t row = seq.q_begin + item.row_begin + r;
-    float* dst = out + p.out.Offset(seq.tensor_batch, row, item.head, 0);
+    const std::int64_t dst = p.out.Offset(seq.tensor_batch, row, item.head, 0);
     const float* acc = sc.o_tile + r * ctx.dv_pad;
     const float sum = RowSum(sc.row_sum, r);
     if (!piece.last_chunk) {
       const std::int64_t at = ctx.state->Index(p, seq.tensor_batch, row, item.head);
       ctx.state->row_max[at] = sc.row_max[r];
       ctx.state->row_sum[at] = sum;
-      ScatterScaled(acc, p.head_dim_v, 1.0f, dst, p.out.strides[3]);
+      if (partial.empty()) {
+        WriteRow(acc, p.head_dim_v, 1.0f, p.out, dst);
+      } else {
+        std::copy_n(acc, p.head_dim_v, partial.data() + at * p.head_dim_v);
+      }
       continue;
     }
     // sum == 0: the row saw no key (sum >= 1 otherwise, from its max).
     const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
-    ScatterScaled(acc, p.head_dim_v, inv, dst, p.out.strides[3]);
+    WriteRow(acc, p.head_dim_v, inv, p.out, dst);
     if (p.lse != nullptr) {
       auto* lse = static_cast<float*>(p.lse->data);
       lse[p.lse->Offset(seq.tensor_batch, item.head, row)] =
@@ -272,24 +279,77 @@ inline Band RowsSeeingBlock(const core::Problem& p, const core::SeqSpan& seq,
   return band;
 }
 
+// The fp32 tiles: K and V of any dtype widened to fp32 when packed, scaled
+// queries in fp32, QkMicroTile and PvRows. The bf16 dot-product tiles
+// (dot_bf16-inl.h) have the same members; RunItem is written once for both.
+struct F32Tiles {
+  static PackedKv::BlockFloats Block(std::size_t depth, std::size_t dv_pad) {
+    return PackedKv::F32Block(depth, dv_pad);
+  }
+  // Per-thread floats beyond Scratch's fp32 tiles.
+  static std::size_t ExtraScratchFloats(std::size_t, std::size_t) { return 0; }
+
+  static void Pack(const core::Problem& p, const Piece& piece, std::int64_t block_in_piece,
+                   std::size_t dv_pad, std::int64_t block, PackedKv* packed) {
+    PackBlock(p, piece, block_in_piece, dv_pad, block, packed);
+  }
+
+  static void LoadQueries(const core::Problem& p, const core::SeqSpan& seq, std::int64_t head,
+                          std::int64_t row_begin, std::size_t rows, std::size_t rows_padded,
+                          const Scratch& sc) {
+    HWY_NAMESPACE::LoadQueries(p, seq, head, row_begin, rows, rows_padded, sc.q_tile);
+  }
+
+  // S (band rows, base-2 scaled) for packed block `block`.
+  static void Scores(const ItemContext& ctx, const Scratch& sc, std::int64_t block,
+                     const Band& band, float* s) {
+    constexpr std::size_t kRows = TileTraits::kMicroRows;
+    const std::size_t depth = static_cast<std::size_t>(ctx.p->head_dim);
+    const float* kt = ctx.packed->KeyBlock(block);
+    for (std::size_t g = 0; g < band.padded; g += kRows) {
+      QkMicroTile<kRows, TileTraits::kMicroVecs>(sc.q_tile + (band.first + g) * depth, depth,
+                                                 kt, depth, s + g * TileTraits::kKvBlock,
+                                                 TileTraits::kKvBlock);
+    }
+  }
+
+  // The block's V as fp32 [kv_block][dv_pad], for PvSkippingHidden.
+  static const float* WidenedValues(const ItemContext& ctx, const Scratch&, std::int64_t block) {
+    return ctx.packed->ValueBlock(block);
+  }
+
+  // O = alpha O + P V over the band's row groups; P is the fp32 tile s.
+  static void Values(const ItemContext& ctx, const Scratch&, std::int64_t block,
+                     const Band& band, std::size_t keys, const float* s, const float* alpha,
+                     float* o) {
+    constexpr std::size_t kRows = TileTraits::kMicroRows;
+    const std::size_t dv_pad = ctx.dv_pad;
+    const float* v = ctx.packed->ValueBlock(block);
+    for (std::size_t g = 0; g < band.padded; g += kRows) {
+      PvRows<kRows>(s + g * TileTraits::kKvBlock, TileTraits::kKvBlock, keys, v, dv_pad,
+                    alpha + g, o + g * dv_pad, dv_pad, dv_pad / TileTraits::kLanes);
+    }
+  }
+};
+
 // One query tile of one head against the packed blocks of one piece.
-inline void RunItem(const ItemContext& ctx, const Piece& piece,
-                    const WorkItem& item, const Scratch& sc) {
+template <class Tiles>
+void RunItem(const ItemContext& ctx, const Piece& piece, const WorkItem& item,
+             const Scratch& sc) {
   constexpr std::int64_t kBlock = TileTraits::kKvBlock;
   constexpr std::size_t kMicroRows = TileTraits::kMicroRows;
   const core::Problem& p = *ctx.p;
   const core::SeqSpan seq = p.Seq(piece.seq);
   const std::size_t rows = static_cast<std::size_t>(item.row_end - item.row_begin);
   const std::size_t rows_padded = (rows + kMicroRows - 1) / kMicroRows * kMicroRows;
-  const std::size_t dv_vecs = ctx.dv_pad / TileTraits::kLanes;
-  const std::size_t depth = static_cast<std::size_t>(p.head_dim);
   const std::size_t dv_pad = ctx.dv_pad;
 
+  const core::Dropout dropout(p.options);
   BeginState(ctx, piece, seq, item, rows_padded, sc);
   const core::KeyRange hull = TileKeys(p, seq, item.row_begin, item.row_end);
   const std::int64_t begin = std::max(hull.begin, piece.key_begin);
   const std::int64_t end = std::min(hull.end, piece.key_end);
-  if (end > begin) LoadQueries(p, seq, item.head, item.row_begin, rows, rows_padded, sc.q_tile);
+  if (end > begin) Tiles::LoadQueries(p, seq, item.head, item.row_begin, rows, rows_padded, sc);
   // Keys every row of the tile sees: blocks inside need no masking.
   const std::int64_t all_begin = p.Keys(seq, item.row_end - 1).begin;
   const std::int64_t all_end = p.Keys(seq, item.row_begin).end;
@@ -307,13 +367,8 @@ inline void RunItem(const ItemContext& ctx, const Piece& piece,
       continue;
     }
     const std::int64_t block = piece.pack_offset + (start - piece.key_begin) / kBlock;
-    const float* kt = ctx.packed->KeyBlock(block);
-    const float* v = ctx.packed->ValueBlock(block);
     float* s = sc.s_tile + band.first * kBlock;
-    for (std::size_t g = 0; g < band.padded; g += kMicroRows) {
-      QkMicroTile<kMicroRows, TileTraits::kMicroVecs>(
-          sc.q_tile + (band.first + g) * depth, depth, kt, depth, s + g * kBlock, kBlock);
-    }
+    Tiles::Scores(ctx, sc, block, band, s);
     if (!whole) ApplyKeyRanges(p, seq, band_row, band.rows, start, s);
     if (p.has_score_mods()) {
       ApplyScoreMods(p, seq, piece.seq, item.head, band_row, band.rows, start, s);
@@ -326,16 +381,19 @@ inline void RunItem(const ItemContext& ctx, const Piece& piece,
     float* alpha = sc.alpha + band.first;
     SoftmaxBlock(s, band.rows, sc.row_max + band.first,
                  sc.row_sum + band.first * TileTraits::kLanes, alpha);
+    // Dropout acts on the weights P V sees; the running sum, and so lse,
+    // stays that of the undropped softmax.
+    if (dropout.enabled()) {
+      ApplyDropoutMask(dropout, piece.seq, p.heads_q, item.head, band_row, band.rows, start, s);
+    }
     const std::size_t keys = static_cast<std::size_t>(stop - start);
     float* o = sc.o_tile + band.first * dv_pad;
     if (skip_hidden) {
-      PvSkippingHidden(s, sc.hidden, band.rows, keys, v, dv_pad, alpha, o);
+      PvSkippingHidden(s, sc.hidden, band.rows, keys, Tiles::WidenedValues(ctx, sc, block),
+                       dv_pad, alpha, o);
       continue;
     }
-    for (std::size_t g = 0; g < band.padded; g += kMicroRows) {
-      PvRows<kMicroRows>(s + g * kBlock, kBlock, keys, v, dv_pad, alpha + g,
-                         o + g * dv_pad, dv_pad, dv_vecs);
-    }
+    Tiles::Values(ctx, sc, block, band, keys, s, alpha, o);
   }
   EndState(ctx, piece, seq, item, sc);
 }

@@ -18,6 +18,36 @@ const char* TargetName(std::int64_t target);
 // The target Forward dispatches to now.
 std::int64_t CurrentTarget();
 
+// How bf16 q, k and v are multiplied (outputs and accumulation are fp32
+// either way; f16 and mixed dtypes always widen):
+enum class Bf16Path : std::uint8_t {
+  kAuto,        // as measured on this CPU (ChosenBf16Path)
+  kDotProduct,  // vdpbf16ps (AVX512_BF16) on bf16 pairs, P rounded to bf16
+  kWiden,       // widened to fp32 when packed, the fp32 micro-kernels
+};
+
+// Whether this CPU and OS can run the bf16 dot-product path.
+bool CpuHasDotBf16();
+
+// The path kAuto takes: kDotProduct when the CPU has it and a one-time
+// measurement of both micro-kernels (well under a millisecond, on the first
+// bf16 call) finds it at least 1.2x faster, kWiden otherwise.
+Bf16Path ChosenBf16Path();
+
+// Forces a bf16 path while alive (tests, benchmarks); kDotProduct on a CPU
+// without it, or under a target other than AVX-512, widens. Not for use
+// while another thread runs Forward.
+class ScopedBf16Path {
+ public:
+  explicit ScopedBf16Path(Bf16Path path);
+  ~ScopedBf16Path();
+  ScopedBf16Path(const ScopedBf16Path&) = delete;
+  ScopedBf16Path& operator=(const ScopedBf16Path&) = delete;
+
+ private:
+  Bf16Path previous_;
+};
+
 // Restricts dispatch to one target while alive (tests, `salience check`).
 class ScopedTarget {
  public:

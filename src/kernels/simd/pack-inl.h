@@ -4,7 +4,9 @@
 // whole vector of keys per depth step. V block: [kv_block][dv_pad], rows
 // padded to whole vectors. Keys past the chunk's end are zero in both, so a
 // tail block runs through the same micro-kernels; whatever the caller
-// stored there (NaN included) is never read.
+// stored there (NaN included) is never read. K and V of any dtype are
+// widened to fp32 here; the bf16 dot-product path packs bf16 pairs instead
+// (dot_bf16-inl.h).
 
 #if defined(SALIENCE_KERNELS_SIMD_PACK_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SALIENCE_KERNELS_SIMD_PACK_INL_H_
@@ -18,6 +20,7 @@
 
 #include "core/problem.h"
 #include "hwy/highway.h"
+#include "kernels/simd/convert-inl.h"
 #include "kernels/simd/schedule.h"
 #include "kernels/simd/tiles-inl.h"
 
@@ -25,22 +28,39 @@ HWY_BEFORE_NAMESPACE();
 namespace salience::simd::HWY_NAMESPACE {
 
 // A view of the packed blocks of one phase, laid out in a caller-owned
-// buffer of Floats(blocks, ...) floats.
+// buffer of Floats(blocks, ...) floats: fp32 blocks (PackBlock) or bf16
+// pairs (PackBlockBf16Pairs, dot_bf16-inl.h), whose BlockFloats count the
+// 16-bit elements two to a float.
 class PackedKv {
  public:
-  // Floats needed for `blocks` blocks (the non-finite flags included).
-  static std::size_t Floats(std::size_t blocks, std::size_t head_dim,
-                            std::size_t dv_pad) {
-    return blocks * (head_dim + dv_pad + 1) * TileTraits::kKvBlock;
+  // Floats of one block's K and of its V.
+  struct BlockFloats {
+    std::size_t key, value;
+  };
+  // fp32 blocks: K [head_dim][kv_block], V [kv_block][dv_pad].
+  static BlockFloats F32Block(std::size_t head_dim, std::size_t dv_pad) {
+    return {head_dim * TileTraits::kKvBlock, TileTraits::kKvBlock * dv_pad};
   }
 
-  PackedKv(float* buffer, std::size_t blocks, std::size_t head_dim,
-           std::size_t dv_pad)
-      : key_floats_(head_dim * TileTraits::kKvBlock),
-        value_floats_(TileTraits::kKvBlock * dv_pad),
+  // Floats needed for `blocks` blocks (the non-finite flags included, a
+  // block's worth each so that what follows stays vector aligned).
+  static std::size_t Floats(std::size_t blocks, BlockFloats block) {
+    return blocks * (block.key + block.value + TileTraits::kKvBlock);
+  }
+  static std::size_t Floats(std::size_t blocks, std::size_t head_dim,
+                            std::size_t dv_pad) {
+    return Floats(blocks, F32Block(head_dim, dv_pad));
+  }
+
+  PackedKv(float* buffer, std::size_t blocks, BlockFloats block)
+      : key_floats_(block.key),
+        value_floats_(block.value),
         keys_(buffer),
         values_(buffer + blocks * key_floats_),
         non_finite_(values_ + blocks * value_floats_) {}
+  PackedKv(float* buffer, std::size_t blocks, std::size_t head_dim,
+           std::size_t dv_pad)
+      : PackedKv(buffer, blocks, F32Block(head_dim, dv_pad)) {}
 
   float* KeyBlock(std::int64_t block) { return keys_ + block * key_floats_; }
   const float* KeyBlock(std::int64_t block) const { return keys_ + block * key_floats_; }
@@ -57,18 +77,8 @@ class PackedKv {
   float* non_finite_;  // one flag per block
 };
 
-// dst[c] = scale * src[c * src_stride] for c < n; the unit-stride case is a
-// separate loop so the compiler vectorizes it.
-inline void GatherScaled(const float* src, std::int64_t src_stride,
-                         std::int64_t n, float scale, float* dst) {
-  if (src_stride == 1) {
-    for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c] * scale;
-    return;
-  }
-  for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c * src_stride] * scale;
-}
-
-// Packs block `block_in_piece` of `piece` into workspace block `block`.
+// Packs block `block_in_piece` of `piece` into workspace block `block` as
+// fp32, widening bf16/f16 keys and values on the way.
 inline void PackBlock(const core::Problem& p, const Piece& piece,
                       std::int64_t block_in_piece, std::size_t dv_pad,
                       std::int64_t block, PackedKv* packed) {
@@ -76,24 +86,24 @@ inline void PackBlock(const core::Problem& p, const Piece& piece,
   const core::SeqSpan seq = p.Seq(piece.seq);
   const std::int64_t first = piece.key_begin + block_in_piece * kBlock;
   const std::int64_t count = std::min(kBlock, piece.key_end - first);
-  const auto* k = static_cast<const float*>(p.k.data);
-  const auto* v = static_cast<const float*>(p.v.data);
   const std::int64_t depth = p.head_dim, dv = p.head_dim_v;
 
   float* kt = packed->KeyBlock(block);
   std::memset(kt, 0, sizeof(float) * depth * kBlock);
+  HWY_ALIGN float key[kRowBuffer];
   for (std::int64_t j = 0; j < count; ++j) {
-    const float* src = k + p.k.Offset(seq.tensor_batch, seq.k_begin + first + j, piece.kv_head, 0);
-    for (std::int64_t c = 0; c < depth; ++c) kt[c * kBlock + j] = src[c * p.k.strides[3]];
+    ReadRow(p.k, p.k.Offset(seq.tensor_batch, seq.k_begin + first + j, piece.kv_head, 0),
+            depth, 1.0f, key);
+    for (std::int64_t c = 0; c < depth; ++c) kt[c * kBlock + j] = key[c];
   }
 
   float* vb = packed->ValueBlock(block);
   std::memset(vb, 0, sizeof(float) * kBlock * dv_pad);
   std::uint32_t exponent_all_ones = 0;  // any inf/NaN among the values
   for (std::int64_t j = 0; j < count; ++j) {
-    const float* src = v + p.v.Offset(seq.tensor_batch, seq.k_begin + first + j, piece.kv_head, 0);
     float* dst = vb + j * dv_pad;
-    GatherScaled(src, p.v.strides[3], dv, 1.0f, dst);
+    ReadRow(p.v, p.v.Offset(seq.tensor_batch, seq.k_begin + first + j, piece.kv_head, 0),
+            dv, 1.0f, dst);
     for (std::int64_t c = 0; c < dv; ++c) {
       std::uint32_t bits;
       std::memcpy(&bits, dst + c, sizeof(bits));
