@@ -2,7 +2,9 @@
 #include "salience/attention.h"
 
 #include "core/validate.h"
+#include "kernels/ref/backward_ref.h"
 #include "kernels/ref/forward_ref.h"
+#include "kernels/simd/backward.h"
 #include "kernels/simd/forward.h"
 
 namespace salience {
@@ -25,6 +27,33 @@ Status AttentionForwardReference(const TensorView& q, const TensorView& k,
   Status status = core::ValidateForward(q, k, v, out, options, lse, &problem);
   if (!status.ok()) return status;
   ref::Store(problem, ref::Forward(problem));
+  return Status::Ok();
+}
+
+Status AttentionBackward(const TensorView& q, const TensorView& k,
+                         const TensorView& v, const TensorView& out,
+                         const TensorView& d_out, const TensorView& lse,
+                         const TensorView& dq, const TensorView& dk,
+                         const TensorView& dv,
+                         const AttentionOptions& options) {
+  core::Problem problem;
+  Status status = core::ValidateBackward(q, k, v, out, d_out, lse, dq, dk, dv,
+                                         options, &problem);
+  if (!status.ok()) return status;
+  return simd::Backward(problem);
+}
+
+Status AttentionBackwardReference(const TensorView& q, const TensorView& k,
+                                  const TensorView& v, const TensorView& out,
+                                  const TensorView& d_out,
+                                  const TensorView& lse, const TensorView& dq,
+                                  const TensorView& dk, const TensorView& dv,
+                                  const AttentionOptions& options) {
+  core::Problem problem;
+  Status status = core::ValidateBackward(q, k, v, out, d_out, lse, dq, dk, dv,
+                                         options, &problem);
+  if (!status.ok()) return status;
+  ref::StoreBackward(problem, ref::Backward(problem));
   return Status::Ok();
 }
 

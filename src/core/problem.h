@@ -33,6 +33,9 @@ struct KeyRange {
 struct Problem {
   TensorView q, k, v, out;
   const TensorView* lse = nullptr;  // [batch, heads_q, seq_q] or null
+  // The backward's tensors (ValidateBackward; unset for a forward): the
+  // loss's gradient of out, and the gradients written, shaped like q, k, v.
+  TensorView d_out, dq, dk, dv;
 
   std::int64_t num_seqs = 0;
   std::int64_t heads_q = 0, heads_kv = 0;
