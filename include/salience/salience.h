@@ -2,6 +2,7 @@
 #pragma once
 
 #include "salience/attention.h"
+#include "salience/decode.h"
 #include "salience/status.h"
 #include "salience/tensor.h"
 #include "salience/version.h"

@@ -1,0 +1,586 @@
+// The decode kernel per SIMD target: one item (a sequence's split of keys,
+// for the query rows of one or more kv heads) read straight from the cache.
+//
+// For each block of kKeyBlock keys of the split:
+//   for each key j, each kv head g of the item:     K row of (j, g)
+//     s[j][r] = (scale log2(e) q_r) . k           for the rows r of g
+//   hide keys outside each row's range; softcap, ALiBi (core::ModifyScore)
+//   m' = max(m, max_j s),  p = 2^(s - m'),  l' = l 2^(m - m') + sum_j p,
+//   O *= 2^(m - m')                                 all rows at once, in lanes
+//   for each key j, each kv head g:                 V row of (j, g)
+//     O[r] += p[j][r] v                            for the rows r that see j
+// and at the end O / l and lse = m ln 2 + log l (base-2 scores, as in the
+// prefill kernel). Both products visit the keys one at a time in the
+// cache's own order, key-major and head-minor, so the item streams the K
+// (then the V) rows of a block front to back, the one order the hardware
+// prefetchers follow at full DRAM bandwidth: no packing copy, no software
+// prefetch, every cache byte is read once per item. The rows of a kv head's
+// group share each K and V row while it is in registers; bf16/fp16
+// elements are widened to fp32 as they are loaded.
+
+#if defined(SALIENCE_KERNELS_SIMD_DECODE_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef SALIENCE_KERNELS_SIMD_DECODE_INL_H_
+#undef SALIENCE_KERNELS_SIMD_DECODE_INL_H_
+#else
+#define SALIENCE_KERNELS_SIMD_DECODE_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "core/decode_problem.h"
+#include "core/half.h"
+#include "hwy/cache_control.h"
+#include "hwy/highway.h"
+#include "kernels/simd/decode.h"
+#include "kernels/simd/tiles-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace salience::simd::HWY_NAMESPACE {
+
+struct DecodeTraits {
+  static constexpr std::size_t kLanes = TileTraits::kLanes;
+  // Keys per online-softmax step: the score tile (32 keys x rows) stays in
+  // L1, and the step's max/exp/rescale work is spread over 32 keys.
+  static constexpr std::size_t kKeyBlock = 32;
+  // Rows per dot-product register block: 4 accumulators plus the key
+  // vector and 4 query vectors fit every target's register file.
+  static constexpr std::size_t kRowGroup = 4;
+  static_assert(kDecodeRowBudget % kLanes == 0);
+};
+
+// Per-thread tiles, sized for kDecodeRowBudget rows. The score tile is
+// key-major, [kKeyBlock][row_stride] with the item's rows padded to whole
+// vectors, so the softmax step runs across rows in the lanes and the
+// scores of one key's rows are stored together.
+struct DecodeScratch {
+  float* q_tile;   // [rows][d_pad], queries times the score scale
+  float* s_tile;   // [kKeyBlock][row_stride], scores, then weights
+  float* o_tile;   // [rows][dv_pad], unnormalized output
+  float* row_max;  // [rows], base 2
+  float* row_sum;  // [rows]
+  float* alpha;    // [rows], the block's rescale factors 2^(m - m')
+  float* k_row;    // [d_pad], one widened key row
+  float* v_row;    // [dv_pad], one widened value row
+  // [kKeyBlock] each: cache.k / cache.v offsets of (key, head 0).
+  std::int64_t* key_rows;
+  std::int64_t* value_rows;
+  core::KeyRange* ranges;  // [rows], each row's visible keys
+
+  // Floats of the fp32 tiles (the index arrays are separate).
+  static std::size_t Floats(std::size_t d_pad, std::size_t dv_pad) {
+    constexpr std::size_t kRows = kDecodeRowBudget;
+    return kRows * (d_pad + DecodeTraits::kKeyBlock + dv_pad + 3) + d_pad +
+           dv_pad;
+  }
+};
+
+inline float ToF32(float x) { return x; }
+inline float ToF32(hwy::bfloat16_t x) {
+  std::uint16_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  return core::F32FromBF16(bits);
+}
+inline float ToF32(hwy::float16_t x) {
+  std::uint16_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  return core::F32FromF16(bits);
+}
+
+// n elements of a cache row (element stride `stride`) in fp32, zero padded
+// to whole vectors: the row itself when it is already fp32, unit stride and
+// whole vectors, else widened into `buffer`.
+template <typename T>
+HWY_INLINE const float* RowAsF32(const T* HWY_RESTRICT src, std::int64_t stride,
+                                 std::size_t n, std::size_t n_pad,
+                                 float* HWY_RESTRICT buffer) {
+  constexpr std::size_t N = DecodeTraits::kLanes;
+  if constexpr (hwy::IsSame<T, float>()) {
+    if (stride == 1 && n == n_pad) return src;
+  }
+  std::size_t c = 0;
+  if (stride == 1) {
+    const DF d;
+    for (; c + N <= n; c += N) {
+      if constexpr (hwy::IsSame<T, float>()) {
+        hn::Store(hn::LoadU(d, src + c), d, buffer + c);
+      } else {
+        const hn::Rebind<T, DF> dh;
+        hn::Store(hn::PromoteTo(d, hn::LoadU(dh, src + c)), d, buffer + c);
+      }
+    }
+  }
+  for (; c < n; ++c) buffer[c] = ToF32(src[c * stride]);
+  std::fill(buffer + n, buffer + n_pad, 0.0f);
+  return buffer;
+}
+
+// One vector of cache elements at p (unit stride) in fp32.
+template <typename T>
+HWY_INLINE VF LoadF32(const T* HWY_RESTRICT p) {
+  const DF d;
+  if constexpr (hwy::IsSame<T, float>()) {
+    return hn::LoadU(d, p);
+  } else {
+    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, DF>(), p));
+  }
+}
+
+// The lane sums of four vectors, as one 128-bit vector {sum a, sum b,
+// sum c, sum d}: each folded to 128 bits by adding halves, then a 4 x 4
+// transpose-add (two interleave levels). A third of SumOfLanes' work for
+// four sums, and one store. Needs 128-bit vectors (not the scalar target).
+#if HWY_TARGET != HWY_SCALAR
+HWY_INLINE hn::Vec<hn::Full128<float>> SumsOfFour(VF a, VF b, VF c, VF d) {
+  const hn::Full128<float> d4;
+  const hn::Full128<std::uint64_t> d64;
+  const auto fold = [](VF v) {
+    if constexpr (DecodeTraits::kLanes == 16) {
+      const hn::Half<DF> d8;
+      const hn::Half<hn::Half<DF>> d4h;
+      const auto v8 = hn::Add(hn::LowerHalf(d8, v), hn::UpperHalf(d8, v));
+      return hn::Add(hn::LowerHalf(d4h, v8), hn::UpperHalf(d4h, v8));
+    } else if constexpr (DecodeTraits::kLanes == 8) {
+      const hn::Half<DF> d4h;
+      return hn::Add(hn::LowerHalf(d4h, v), hn::UpperHalf(d4h, v));
+    } else {
+      return v;
+    }
+  };
+  const auto x0 = fold(a), x1 = fold(b), x2 = fold(c), x3 = fold(d);
+  const auto s01 =
+      hn::Add(hn::InterleaveLower(d4, x0, x1), hn::InterleaveUpper(d4, x0, x1));
+  const auto s23 =
+      hn::Add(hn::InterleaveLower(d4, x2, x3), hn::InterleaveUpper(d4, x2, x3));
+  const auto w01 = hn::BitCast(d64, s01), w23 = hn::BitCast(d64, s23);
+  return hn::Add(hn::BitCast(d4, hn::InterleaveLower(d64, w01, w23)),
+                 hn::BitCast(d4, hn::InterleaveUpper(d64, w01, w23)));
+}
+#endif
+
+// s[r] = q[r] . k for kRows rows (q rows d_pad apart) and one key row of
+// d_pad unit-stride elements: a key vector loaded once serves kRows rows,
+// and the rows' scores are stored side by side (one 128-bit store for 4).
+template <typename T, std::size_t kRows>
+HWY_INLINE void QkKey(const float* HWY_RESTRICT q, std::size_t d_pad,
+                      const T* HWY_RESTRICT k, float* HWY_RESTRICT s) {
+  const DF d;
+  constexpr std::size_t N = DecodeTraits::kLanes;
+  VF acc[kRows];
+  for (std::size_t r = 0; r < kRows; ++r) acc[r] = hn::Zero(d);
+  for (std::size_t c = 0; c < d_pad; c += N) {
+    const VF key = LoadF32(k + c);
+    for (std::size_t r = 0; r < kRows; ++r) {
+      acc[r] = hn::MulAdd(hn::Load(d, q + r * d_pad + c), key, acc[r]);
+    }
+  }
+#if HWY_TARGET != HWY_SCALAR
+  if constexpr (kRows == 4) {
+    hn::StoreU(SumsOfFour(acc[0], acc[1], acc[2], acc[3]), hn::Full128<float>(),
+               s);
+    return;
+  }
+#endif
+  for (std::size_t r = 0; r < kRows; ++r) {
+    s[r] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
+  }
+}
+
+// Scores of `rows` consecutive rows against one key, kRowGroup at a time.
+template <typename T>
+HWY_INLINE void QkRows(const float* q, std::size_t d_pad, std::size_t rows,
+                       const T* k, float* s) {
+  constexpr std::size_t kGroup = DecodeTraits::kRowGroup;
+  std::size_t r = 0;
+  for (; r + kGroup <= rows; r += kGroup) {
+    QkKey<T, kGroup>(q + r * d_pad, d_pad, k, s + r);
+  }
+  switch (rows - r) {
+    case 3:
+      QkKey<T, 3>(q + r * d_pad, d_pad, k, s + r);
+      break;
+    case 2:
+      QkKey<T, 2>(q + r * d_pad, d_pad, k, s + r);
+      break;
+    case 1:
+      QkKey<T, 1>(q + r * d_pad, d_pad, k, s + r);
+      break;
+    default:
+      break;
+  }
+}
+
+// The online-softmax step of N rows (the lanes) over the block's n keys,
+// scores `stride` apart (hidden ones -inf): grows each running max, turns
+// the scores into weights 2^(s - m') in place, updates the running sums,
+// and stores alpha = 2^(m - m'), the factor for what each row accumulated
+// before. A row that has seen nothing keeps max -inf and uses 0 as
+// reference, so hidden scores give 0, never NaN.
+HWY_INLINE void SoftmaxStep(float* HWY_RESTRICT s, std::size_t stride,
+                            std::size_t n, float* HWY_RESTRICT row_max,
+                            float* HWY_RESTRICT row_sum,
+                            float* HWY_RESTRICT alpha) {
+  const DF d;
+  const VF neg_inf = hn::Set(d, -std::numeric_limits<float>::infinity());
+  VF seen = hn::Load(d, s);
+  for (std::size_t j = 1; j < n; ++j) {
+    seen = hn::Max(seen, hn::Load(d, s + j * stride));
+  }
+  const VF old_max = hn::Load(d, row_max);
+  const auto grows = hn::Gt(seen, old_max);
+  const VF new_max = hn::IfThenElse(grows, seen, old_max);
+  const VF factor = hn::IfThenElse(
+      grows, Exp2NonPositive(hn::Sub(old_max, seen)), hn::Set(d, 1.0f));
+  const VF ref = hn::IfThenZeroElse(hn::Eq(new_max, neg_inf), new_max);
+  VF sum = hn::Zero(d);
+  for (std::size_t j = 0; j < n; ++j) {
+    const VF weight =
+        Exp2NonPositive(hn::Sub(hn::Load(d, s + j * stride), ref));
+    hn::Store(weight, d, s + j * stride);
+    sum = hn::Add(sum, weight);
+  }
+  hn::Store(new_max, d, row_max);
+  hn::Store(hn::MulAdd(hn::Load(d, row_sum), factor, sum), d, row_sum);
+  hn::Store(factor, d, alpha);
+}
+
+// o[0 .. dv_pad) = alpha * o.
+HWY_INLINE void ScaleRow(float* HWY_RESTRICT o, std::size_t dv_pad,
+                         float alpha) {
+  const DF d;
+  const VF factor = hn::Set(d, alpha);
+  for (std::size_t c = 0; c < dv_pad; c += DecodeTraits::kLanes) {
+    hn::Store(hn::Mul(hn::Load(d, o + c), factor), d, o + c);
+  }
+}
+
+// o[0 .. dv_pad) += w * v.
+HWY_INLINE void AddWeightedRow(float* HWY_RESTRICT o, std::size_t dv_pad,
+                               float w, const float* HWY_RESTRICT v) {
+  const DF d;
+  const VF weight = hn::Set(d, w);
+  for (std::size_t c = 0; c < dv_pad; c += DecodeTraits::kLanes) {
+    hn::Store(hn::MulAdd(weight, hn::LoadU(d, v + c), hn::Load(d, o + c)), d,
+              o + c);
+  }
+}
+
+// O[r][0 .. kVecs N) += p[r] v[0 .. kVecs N) for kRows rows and one value
+// row: each value vector is loaded (and widened) once for kRows rows.
+template <typename T, std::size_t kRows, std::size_t kVecs>
+HWY_INLINE void PvKey(const float* HWY_RESTRICT p, const T* HWY_RESTRICT v,
+                      float* HWY_RESTRICT o, std::size_t dv_pad) {
+  const DF d;
+  constexpr std::size_t N = DecodeTraits::kLanes;
+  VF value[kVecs];
+  for (std::size_t c = 0; c < kVecs; ++c) value[c] = LoadF32(v + c * N);
+  for (std::size_t r = 0; r < kRows; ++r) {
+    const VF weight = hn::Set(d, p[r]);
+    float* row = o + r * dv_pad;
+    for (std::size_t c = 0; c < kVecs; ++c) {
+      hn::Store(hn::MulAdd(weight, value[c], hn::Load(d, row + c * N)), d,
+                row + c * N);
+    }
+  }
+}
+
+// PvKey over all columns (dv_pad elements) of kRows rows.
+template <typename T, std::size_t kRows>
+HWY_INLINE void PvKeyAllColumns(const float* p, const T* v, float* o,
+                                std::size_t dv_pad) {
+  constexpr std::size_t N = DecodeTraits::kLanes;
+  constexpr std::size_t kVecs = TileTraits::kMicroVecs;
+  std::size_t c = 0;
+  for (; c + kVecs * N <= dv_pad; c += kVecs * N) {
+    PvKey<T, kRows, kVecs>(p, v + c, o + c, dv_pad);
+  }
+  for (; c < dv_pad; c += N) PvKey<T, kRows, 1>(p, v + c, o + c, dv_pad);
+}
+
+// One key's weighted value row for `rows` rows that all see it (weights
+// side by side at p, outputs dv_pad apart at o).
+template <typename T>
+HWY_INLINE void PvRows(const float* p, std::size_t rows, const T* v, float* o,
+                       std::size_t dv_pad) {
+  constexpr std::size_t kGroup = DecodeTraits::kRowGroup;
+  std::size_t r = 0;
+  for (; r + kGroup <= rows; r += kGroup) {
+    PvKeyAllColumns<T, kGroup>(p + r, v, o + r * dv_pad, dv_pad);
+  }
+  switch (rows - r) {
+    case 3:
+      PvKeyAllColumns<T, 3>(p + r, v, o + r * dv_pad, dv_pad);
+      break;
+    case 2:
+      PvKeyAllColumns<T, 2>(p + r, v, o + r * dv_pad, dv_pad);
+      break;
+    case 1:
+      PvKeyAllColumns<T, 1>(p + r, v, o + r * dv_pad, dv_pad);
+      break;
+    default:
+      break;
+  }
+}
+
+// The rows of an item: heads [head_begin, head_end) x rows [row_begin,
+// row_end) of each head's group, local row L = head * tile_rows + r.
+struct ItemRows {
+  const core::DecodeProblem* d;
+  const DecodeItem* item;
+  core::SeqSpan seq;
+  std::int64_t tile_rows;
+  std::int64_t count() const {
+    return (item->head_end - item->head_begin) * tile_rows;
+  }
+  // Query head and query row of local row L.
+  std::int64_t Head(std::int64_t local) const {
+    const std::int64_t g = item->head_begin + local / tile_rows;
+    const std::int64_t r = item->row_begin + local % tile_rows;
+    return g * d->attn.group_size() + r % d->attn.group_size();
+  }
+  std::int64_t Row(std::int64_t local) const {
+    return (item->row_begin + local % tile_rows) / d->attn.group_size();
+  }
+};
+
+// Loads the scaled queries and each row's key range; resets the state. The
+// padding rows up to whole vectors see no keys, so the softmax step can run
+// on them as on any fully hidden row.
+inline void BeginItem(const ItemRows& rows, float q_scale, std::size_t d_pad,
+                      std::size_t dv_pad, std::size_t row_stride,
+                      const DecodeScratch& sc) {
+  const core::Problem& p = rows.d->attn;
+  const auto* q = static_cast<const float*>(p.q.data);
+  for (std::int64_t L = 0; L < static_cast<std::int64_t>(row_stride); ++L) {
+    sc.row_max[L] = -std::numeric_limits<float>::infinity();
+    sc.row_sum[L] = 0.0f;
+    sc.ranges[L] = {0, 0};
+    if (L >= rows.count()) continue;
+    const std::int64_t i = rows.Row(L);
+    const float* src =
+        q + p.q.Offset(rows.seq.tensor_batch, i, rows.Head(L), 0);
+    float* dst = sc.q_tile + L * d_pad;
+    for (std::int64_t c = 0; c < p.head_dim; ++c) {
+      dst[c] = src[c * p.q.strides[3]] * q_scale;
+    }
+    std::fill(dst + p.head_dim, dst + d_pad, 0.0f);
+    const core::KeyRange keys = p.Keys(rows.seq, i);
+    sc.ranges[L] = {std::max(keys.begin, rows.item->key_begin),
+                    std::min(keys.end, rows.item->key_end)};
+    std::fill(sc.o_tile + L * dv_pad, sc.o_tile + (L + 1) * dv_pad, 0.0f);
+  }
+}
+
+// Offsets of the block's keys [start, start + n) at head 0, walking the
+// pages (one division per block, not per key).
+inline void LocateKeys(const core::DecodeProblem& d, std::int64_t b,
+                       std::int64_t start, std::size_t n,
+                       std::int64_t* key_rows, std::int64_t* value_rows) {
+  std::int64_t page_index = start / d.page_size;
+  std::int64_t slot = start % d.page_size;
+  std::int64_t page = d.Page(b, start);
+  for (std::size_t j = 0; j < n; ++j, ++slot) {
+    if (slot == d.page_size) {
+      slot = 0;
+      ++page_index;
+      page = d.Page(b, page_index * d.page_size);
+    }
+    key_rows[j] = d.cache.k.Offset(page, slot, 0, 0);
+    value_rows[j] = d.cache.v.Offset(page, slot, 0, 0);
+  }
+}
+
+// Hides keys outside each row's range, applies the score modifiers, and
+// runs the softmax step of every row, a vector of rows at a time.
+inline void BlockSoftmax(const ItemRows& rows, std::int64_t start,
+                         std::size_t n, std::size_t dv_pad,
+                         std::size_t row_stride, const DecodeScratch& sc) {
+  const core::Problem& p = rows.d->attn;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const bool mods = p.has_score_mods();
+  for (std::size_t L = 0; L < row_stride; ++L) {
+    float* s = sc.s_tile + L;
+    const core::KeyRange keys = sc.ranges[L];
+    const std::int64_t lo = std::clamp<std::int64_t>(keys.begin - start, 0, n);
+    const std::int64_t hi = std::clamp<std::int64_t>(keys.end - start, lo, n);
+    for (std::int64_t j = 0; j < lo; ++j) s[j * row_stride] = kNegInf;
+    for (std::int64_t j = hi; j < static_cast<std::int64_t>(n); ++j)
+      s[j * row_stride] = kNegInf;
+    if (!mods) continue;
+    const std::int64_t h = rows.Head(L), i = rows.Row(L);
+    for (std::int64_t j = lo; j < hi; ++j) {
+      float& score = s[j * row_stride];
+      score = core::ModifyScore<float>(p, rows.seq, rows.seq.tensor_batch, h, i,
+                                       start + j, score) *
+              kLog2e;
+    }
+  }
+  for (std::size_t L = 0; L < row_stride; L += DecodeTraits::kLanes) {
+    SoftmaxStep(sc.s_tile + L, row_stride, n, sc.row_max + L, sc.row_sum + L,
+                sc.alpha + L);
+  }
+  for (std::int64_t L = 0; L < rows.count(); ++L) {
+    if (sc.alpha[L] != 1.0f)
+      ScaleRow(sc.o_tile + L * dv_pad, dv_pad, sc.alpha[L]);
+  }
+}
+
+// Writes the item's rows: normalized into out/lse, or as a partial state
+// ([rows][head_dim_v] outputs, then [rows] lse) for the split merge.
+inline void EndItem(const ItemRows& rows, std::size_t dv_pad, float* partials,
+                    const DecodeScratch& sc) {
+  const core::Problem& p = rows.d->attn;
+  const std::int64_t dv = p.head_dim_v, count = rows.count();
+  auto* out = static_cast<float*>(p.out.data);
+  for (std::int64_t L = 0; L < count; ++L) {
+    const float sum = sc.row_sum[L];
+    const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
+    const float lse = sum == 0.0f ? -std::numeric_limits<float>::infinity()
+                                  : sc.row_max[L] * kLn2 + std::log(sum);
+    const float* acc = sc.o_tile + L * dv_pad;
+    if (rows.item->partial >= 0) {
+      float* dst = partials + rows.item->partial + L * dv;
+      for (std::int64_t c = 0; c < dv; ++c) dst[c] = acc[c] * inv;
+      partials[rows.item->partial + count * dv + L] = lse;
+      continue;
+    }
+    const std::int64_t b = rows.seq.tensor_batch, h = rows.Head(L),
+                       i = rows.Row(L);
+    float* dst = out + p.out.Offset(b, i, h, 0);
+    for (std::int64_t c = 0; c < dv; ++c)
+      dst[c * p.out.strides[3]] = acc[c] * inv;
+    if (p.lse != nullptr) {
+      static_cast<float*>(p.lse->data)[p.lse->Offset(b, h, i)] = lse;
+    }
+  }
+}
+
+// What the block loop of an item reads: the cache, typed, and the tiles.
+template <typename T>
+struct ItemCache {
+  const core::DecodeProblem* d;
+  const DecodeItem* item;
+  const T* k;
+  const T* v;
+  std::size_t depth, dv, d_pad, dv_pad, tile_rows;
+  std::size_t row_stride;  // the score tile's, rows padded to whole vectors
+  // Whole vectors of unit-stride elements: read in place, else widened
+  // into a copy a row at a time.
+  bool keys_in_vectors, values_in_vectors;
+
+  // The rows of kv head g's group start at this local row.
+  std::size_t FirstRow(std::int64_t g) const {
+    return static_cast<std::size_t>(g - item->head_begin) * tile_rows;
+  }
+};
+
+// The scores of every row of the item against the block's n keys, a key
+// at a time and, within a key, head by head: the cache order.
+template <typename T>
+void ScoreBlock(const ItemCache<T>& c, const std::int64_t* key_rows,
+                std::size_t n, const DecodeScratch& sc) {
+  const TensorView& kt = c.d->cache.k;
+  const DecodeItem& item = *c.item;
+  for (std::size_t j = 0; j < n; ++j) {
+    float* s = sc.s_tile + j * c.row_stride;
+    for (std::int64_t g = item.head_begin; g < item.head_end; ++g) {
+      const std::size_t first = c.FirstRow(g);
+      const float* q = sc.q_tile + first * c.d_pad;
+      const T* key = c.k + key_rows[j] + g * kt.strides[2];
+      if (c.keys_in_vectors) {
+        QkRows(q, c.d_pad, c.tile_rows, key, s + first);
+      } else {
+        QkRows(q, c.d_pad, c.tile_rows,
+               RowAsF32(key, kt.strides[3], c.depth, c.d_pad, sc.k_row),
+               s + first);
+      }
+    }
+  }
+}
+
+// O += P V for the block's keys [start, start + n), a key at a time in
+// cache order. When every row sees every key of the block (the usual
+// decode step) and values are whole vectors, each value row serves all the
+// rows of its head from registers; otherwise rows that cannot see a key
+// skip its value, so a NaN stored there never reaches them.
+template <typename T>
+void AccumulateBlock(const ItemRows& rows, const ItemCache<T>& c,
+                     const std::int64_t* value_rows, std::int64_t start,
+                     std::size_t n, const DecodeScratch& sc) {
+  const TensorView& vt = c.d->cache.v;
+  const DecodeItem& item = *c.item;
+  bool all_visible = c.values_in_vectors;
+  for (std::int64_t L = 0; L < rows.count() && all_visible; ++L) {
+    all_visible = sc.ranges[L].begin <= start &&
+                  sc.ranges[L].end >= start + static_cast<std::int64_t>(n);
+  }
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::int64_t key = start + static_cast<std::int64_t>(j);
+    const float* p = sc.s_tile + j * c.row_stride;
+    for (std::int64_t g = item.head_begin; g < item.head_end; ++g) {
+      const std::size_t first = c.FirstRow(g);
+      const T* value = c.v + value_rows[j] + g * vt.strides[2];
+      if (all_visible) {
+        PvRows(p + first, c.tile_rows, value, sc.o_tile + first * c.dv_pad,
+               c.dv_pad);
+        continue;
+      }
+      const float* widened = nullptr;
+      for (std::size_t L = first; L < first + c.tile_rows; ++L) {
+        if (key < sc.ranges[L].begin || key >= sc.ranges[L].end) continue;
+        if (widened == nullptr) {
+          widened = RowAsF32(value, vt.strides[3], c.dv, c.dv_pad, sc.v_row);
+        }
+        AddWeightedRow(sc.o_tile + L * c.dv_pad, c.dv_pad, p[L], widened);
+      }
+    }
+  }
+}
+
+// One item: every block of its split, every kv head of it, in cache order.
+template <typename T>
+void RunDecodeItem(const core::DecodeProblem& d, const DecodeItem& item,
+                   float* partials, const DecodeScratch& sc) {
+  constexpr std::size_t N = DecodeTraits::kLanes;
+  constexpr std::size_t kBlock = DecodeTraits::kKeyBlock;
+  const core::Problem& p = d.attn;
+  const std::size_t depth = static_cast<std::size_t>(p.head_dim);
+  const std::size_t dv = static_cast<std::size_t>(p.head_dim_v);
+  const ItemRows rows{&d, &item, p.Seq(item.seq),
+                      item.row_end - item.row_begin};
+  const std::size_t count = static_cast<std::size_t>(rows.count());
+  const ItemCache<T> c{&d,
+                       &item,
+                       static_cast<const T*>(d.cache.k.data),
+                       static_cast<const T*>(d.cache.v.data),
+                       depth,
+                       dv,
+                       (depth + N - 1) / N * N,
+                       (dv + N - 1) / N * N,
+                       static_cast<std::size_t>(rows.tile_rows),
+                       (count + N - 1) / N * N,
+                       d.cache.k.strides[3] == 1 && depth % N == 0,
+                       d.cache.v.strides[3] == 1 && dv % N == 0};
+  // Without modifiers the scores go straight to base 2; with them the
+  // modifiers see natural units and the factor comes after.
+  const float q_scale = p.has_score_mods() ? p.scale : p.scale * kLog2e;
+  BeginItem(rows, q_scale, c.d_pad, c.dv_pad, c.row_stride, sc);
+  for (std::int64_t start = item.key_begin; start < item.key_end;
+       start += kBlock) {
+    const std::size_t n = static_cast<std::size_t>(
+        std::min<std::int64_t>(kBlock, item.key_end - start));
+    LocateKeys(d, rows.seq.tensor_batch, start, n, sc.key_rows, sc.value_rows);
+    ScoreBlock(c, sc.key_rows, n, sc);
+    BlockSoftmax(rows, start, n, c.dv_pad, c.row_stride, sc);
+    AccumulateBlock(rows, c, sc.value_rows, start, n, sc);
+  }
+  EndItem(rows, c.dv_pad, partials, sc);
+}
+
+}  // namespace salience::simd::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // SALIENCE_KERNELS_SIMD_DECODE_INL_H_

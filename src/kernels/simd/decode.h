@@ -1,0 +1,60 @@
+// The decode kernel (attention of a few new query rows to a KV cache), run
+// on OpenMP threads and dispatched at run time to the best SIMD target.
+//
+// Work is planned before dispatch, from the lengths and fixed constants
+// only (never from the thread count), so results are bitwise identical
+// across runs and thread counts:
+//   - the rows of a sequence are the query heads x new queries; the rows of
+//     one kv head's group, ordered r = i * group_size + head_in_group, share
+//     each pass over that head's keys;
+//   - an item takes several kv heads at once when their rows are few (the
+//     usual decode step), so it reads each key's [heads_kv, head_dim] row of
+//     the cache front to back, the order the memory system streams best;
+//   - a sequence's visible keys are cut into splits at multiples of
+//     kSplitKeys; each split is an item that writes a normalized partial
+//     output and its lse, merged afterwards in split order (merge_states.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/decode_problem.h"
+
+namespace salience::simd {
+
+// Keys per split: long enough that the partial state (rows x head_dim_v)
+// written and merged per split costs little next to reading the split's
+// keys, short enough that one long sequence spreads over many threads
+// (32k keys: 16 splits).
+inline constexpr std::int64_t kSplitKeys = 2048;
+// Query rows one item holds: its output tile (rows x head_dim_v fp32) and
+// score tile stay in L2 (128 x 128 x 4 B = 64 KiB at head_dim_v 128).
+inline constexpr std::int64_t kDecodeRowBudget = 128;
+
+struct DecodeItem {
+  std::int64_t seq;
+  std::int64_t head_begin, head_end;  // kv heads
+  std::int64_t row_begin, row_end;    // rows of each head's group
+  std::int64_t key_begin, key_end;    // the split's keys (may be empty)
+  std::int64_t partial;  // first float of its partial state; -1: the only
+                         // split, written straight to out and lse
+};
+
+// Items [first, first + splits) are the splits of one row set, in key order.
+struct DecodeMerge {
+  std::int64_t first, splits;
+};
+
+struct DecodePlan {
+  std::vector<DecodeItem> items;
+  std::vector<DecodeMerge> merges;
+  std::size_t partial_floats = 0;
+};
+
+DecodePlan PlanDecode(const core::DecodeProblem& d);
+
+// Attends with a cache that already holds the appended rows.
+Status Decode(const core::DecodeProblem& d);
+
+}  // namespace salience::simd

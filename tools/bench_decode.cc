@@ -1,0 +1,215 @@
+// The decode benchmark. Shapes (llama-style GQA, 32 query heads over 8 kv
+// heads, head_dim 128, one new token per sequence):
+//   - one sequence of 32768 cached tokens (--seq-k sets another count), fp32
+//     and bf16 caches (256 MiB and 128 MiB: several times any L3, so every
+//     call reads DRAM);
+//   - a batch of 16 ragged sequences (512 .. 8192 tokens) in a paged bf16
+//     cache of 64-token pages, shuffled.
+// A call reads each sequence's k_len x heads_kv x (head_dim + head_dim_v)
+// cache elements; GB/s = those bytes / the best time of --repeats calls
+// (the best, not the median: the machine may be shared, and interference
+// only ever slows a run down).
+#include "tools/bench_decode.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/simd/forward.h"
+#include "salience/salience.h"
+#include "tools/cli_error.h"
+#include "tools/peak.h"
+
+namespace salience::tools {
+namespace {
+
+struct DecodeShape {
+  std::string name;
+  std::int64_t heads_q = 32, heads_kv = 8, head_dim = 128;
+  std::vector<std::int32_t> lens;
+  DType dtype = DType::kF32;
+  std::int64_t page_size = 0;  // 0: contiguous
+};
+
+// --seq-k replaces the single sequence's 32768 tokens: a cache that fits in
+// L2 or L3 times the kernel's arithmetic instead of DRAM.
+std::vector<DecodeShape> DecodeShapes(std::int64_t seq_k) {
+  const std::int32_t tokens = static_cast<std::int32_t>(seq_k);
+  const std::string n = " N" + std::to_string(tokens);
+  std::vector<DecodeShape> shapes;
+  shapes.push_back(
+      {"B1 H32/8 D128" + n + " f32", 32, 8, 128, {tokens}, DType::kF32, 0});
+  shapes.push_back(
+      {"B1 H32/8 D128" + n + " bf16", 32, 8, 128, {tokens}, DType::kBF16, 0});
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<std::int32_t> len(512, 8192);
+  std::vector<std::int32_t> ragged(16);
+  for (std::int32_t& l : ragged) l = len(rng);
+  shapes.push_back({"B16 ragged H32/8 D128 paged64 bf16", 32, 8, 128, ragged,
+                    DType::kBF16, 64});
+  return shapes;
+}
+
+// The buffers of one shape, filled once; the cache with small values (bits
+// of a 16-bit cache are those of 0.01 * (i % 97)).
+struct DecodeBuffers {
+  std::vector<float> q, out;
+  std::vector<std::uint16_t> cache16;
+  std::vector<float> cache32;
+  std::vector<std::int32_t> block_table;
+  KvCache cache;
+  TensorView q_view, out_view;
+  double bytes_read = 0.0;
+
+  explicit DecodeBuffers(const DecodeShape& s) {
+    const std::int64_t batch = static_cast<std::int64_t>(s.lens.size());
+    const std::int64_t longest =
+        *std::max_element(s.lens.begin(), s.lens.end());
+    const std::int64_t row = s.heads_kv * s.head_dim;
+    std::int64_t first = batch, second = longest, max_pages = 0;
+    if (s.page_size > 0) {
+      max_pages = (longest + s.page_size - 1) / s.page_size;
+      first = 0;
+      for (std::int32_t l : s.lens)
+        first += (l + s.page_size - 1) / s.page_size;
+      second = s.page_size;
+      std::vector<std::int32_t> ids(first);
+      std::iota(ids.begin(), ids.end(), 0);
+      std::shuffle(ids.begin(), ids.end(), std::mt19937(2));
+      block_table.assign(batch * max_pages, 0);
+      std::size_t next = 0;
+      for (std::int64_t b = 0; b < batch; ++b) {
+        for (std::int64_t p = 0;
+             p < (s.lens[b] + s.page_size - 1) / s.page_size; ++p) {
+          block_table[b * max_pages + p] = ids[next++];
+        }
+      }
+      cache.block_table = {block_table.data(), batch, max_pages, max_pages};
+    }
+    const std::size_t elements = static_cast<std::size_t>(first * second * row);
+    void *k = nullptr, *v = nullptr;
+    if (s.dtype == DType::kF32) {
+      cache32.resize(2 * elements);
+      for (std::size_t e = 0; e < cache32.size(); ++e)
+        cache32[e] = 0.01f * (e % 97);
+      k = cache32.data();
+      v = cache32.data() + elements;
+    } else {
+      cache16.resize(2 * elements);
+      for (std::size_t e = 0; e < cache16.size(); ++e)
+        cache16[e] = 0x3c00 + e % 97;
+      k = cache16.data();
+      v = cache16.data() + elements;
+    }
+    cache.k =
+        TensorView::Bnhd(k, s.dtype, first, second, s.heads_kv, s.head_dim);
+    cache.v =
+        TensorView::Bnhd(v, s.dtype, first, second, s.heads_kv, s.head_dim);
+    cache.seqlens = s.lens;
+    q.assign(batch * s.heads_q * s.head_dim, 0.1f);
+    out.assign(q.size(), 0.0f);
+    q_view = TensorView::Bnhd(q.data(), DType::kF32, batch, 1, s.heads_q,
+                              s.head_dim);
+    out_view = TensorView::Bnhd(out.data(), DType::kF32, batch, 1, s.heads_q,
+                                s.head_dim);
+    for (std::int32_t l : s.lens) {
+      bytes_read += static_cast<double>(l) * row * 2 * DTypeSize(s.dtype);
+    }
+  }
+};
+
+struct DecodeTiming {
+  double best_seconds = 0.0;
+  double gbs = 0.0;
+};
+
+int TimeDecode(DecodeBuffers& buffers, int threads, const BenchFlags& flags,
+               DecodeTiming* timing) {
+  AttentionOptions options;
+  options.num_threads = threads;
+  options.causal = Causal::kBottomRight;
+  double best = 1e30;
+  for (int run = 0; run < flags.warmup + flags.repeats; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    const Status status = AttentionWithKvCache(buffers.q_view, buffers.cache,
+                                               buffers.out_view, options);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    if (!status.ok())
+      return ReportError("decode: " + status.ToString(), kExitUsage);
+    if (run >= flags.warmup) best = std::min(best, seconds);
+  }
+  timing->best_seconds = best;
+  timing->gbs = buffers.bytes_read / best * 1e-9;
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunDecodeBench(const BenchFlags& flags) {
+  const Peak peak = MeasurePeak(2.0);
+  const int all = flags.threads > 0 ? flags.threads : AllThreads();
+  std::vector<int> thread_counts = {1};
+  if (all > 1) thread_counts.push_back(all);
+  if (!flags.json) {
+    std::printf(
+        "cpu %s, target %s, DRAM read %.1f GB/s (1 thread), %.1f GB/s (%d "
+        "threads)\n",
+        peak.cpu.c_str(), peak.target.c_str(), peak.dram_gbs_one,
+        peak.dram_gbs_all, peak.threads);
+    std::printf("%-38s %7s %10s %10s %8s\n", "name", "threads", "best ms",
+                "GB/s", "% DRAM");
+  }
+  for (const DecodeShape& shape :
+       DecodeShapes(flags.seq_k > 0 ? flags.seq_k : 32768)) {
+    DecodeBuffers buffers(shape);
+    for (int threads : thread_counts) {
+      DecodeTiming timing;
+      if (const int code = TimeDecode(buffers, threads, flags, &timing);
+          code != kExitOk) {
+        return code;
+      }
+      // The probe's all-core figure is for one thread per core; other
+      // counts are compared with it too.
+      const double dram = threads == 1 ? peak.dram_gbs_one : peak.dram_gbs_all;
+      const double pct = 100.0 * timing.gbs / dram;
+      if (flags.json) {
+        nlohmann::json row;
+        row["name"] = shape.name;
+        row["mode"] = "decode";
+        row["dtype"] = DTypeName(shape.dtype);
+        row["batch"] = shape.lens.size();
+        row["heads_q"] = shape.heads_q;
+        row["heads_kv"] = shape.heads_kv;
+        row["head_dim"] = shape.head_dim;
+        row["cache_tokens"] =
+            std::accumulate(shape.lens.begin(), shape.lens.end(), 0LL);
+        row["page_size"] = shape.page_size;
+        row["threads"] = threads;
+        row["best_seconds"] = timing.best_seconds;
+        row["cache_bytes"] = buffers.bytes_read;
+        row["gbs"] = timing.gbs;
+        row["dram_gbs"] = dram;
+        row["pct_of_dram"] = pct;
+        row["target"] = peak.target;
+        row["cpu"] = peak.cpu;
+        std::cout << row.dump() << std::endl;
+        continue;
+      }
+      std::printf("%-38s %7d %10.3f %10.1f %8.1f\n", shape.name.c_str(),
+                  threads, timing.best_seconds * 1e3, timing.gbs, pct);
+      std::fflush(stdout);
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace salience::tools
