@@ -13,8 +13,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/half.h"
 #include "kernels/simd/forward.h"
 #include "salience/salience.h"
+#include "tools/bench_decode.h"
 #include "tools/cli_error.h"
 #include "tools/fill.h"
 #include "tools/peak.h"
@@ -177,6 +179,29 @@ TensorView View(std::vector<float>& data, const std::string& layout,
                                 dim);
 }
 
+DType ParseDType(const std::string& name) {
+  if (name == "bf16") return DType::kBF16;
+  if (name == "f16") return DType::kF16;
+  return DType::kF32;
+}
+
+// `view` (fp32, filled) in `dtype`: a rounded copy held in `storage`, or
+// the view itself for f32.
+TensorView InDType(const TensorView& view, DType dtype, std::size_t count,
+                   std::vector<std::uint16_t>* storage) {
+  if (dtype == DType::kF32) return view;
+  const auto* values = static_cast<const float*>(view.data);
+  storage->resize(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    (*storage)[i] = dtype == DType::kBF16 ? core::BF16FromF32(values[i])
+                                          : core::F16FromF32(values[i]);
+  }
+  TensorView narrow = view;
+  narrow.data = storage->data();
+  narrow.dtype = dtype;
+  return narrow;
+}
+
 // Element count of a [b, n, h, d] tensor; false on overflow.
 bool Elements(const Shape& s, std::int64_t seq, std::int64_t heads,
               std::int64_t dim, std::size_t* count) {
@@ -223,13 +248,17 @@ int TimeShape(const Shape& s, const BenchFlags& flags, Timing* timing) {
   FillNormal(k.data(), k.size(), 2);
   FillNormal(v.data(), v.size(), 3);
   const std::string& layout = flags.layout;
-  const TensorView q_view = View(q, layout, s, s.seq_q, s.heads_q, s.head_dim);
+  // --dtype bf16/f16: 16-bit copies of the inputs and a 16-bit out.
+  const DType dtype = ParseDType(flags.dtype);
+  std::vector<std::uint16_t> q16, k16, v16, out16;
+  const TensorView q_view =
+      InDType(View(q, layout, s, s.seq_q, s.heads_q, s.head_dim), dtype, q_count, &q16);
   const TensorView k_view =
-      View(k, layout, s, s.seq_k, s.heads_kv, s.head_dim);
+      InDType(View(k, layout, s, s.seq_k, s.heads_kv, s.head_dim), dtype, k_count, &k16);
   const TensorView v_view =
-      View(v, layout, s, s.seq_k, s.heads_kv, s.head_dim_v);
+      InDType(View(v, layout, s, s.seq_k, s.heads_kv, s.head_dim_v), dtype, v_count, &v16);
   const TensorView out_view =
-      View(out, layout, s, s.seq_q, s.heads_q, s.head_dim_v);
+      InDType(View(out, layout, s, s.seq_q, s.heads_q, s.head_dim_v), dtype, out_count, &out16);
   AttentionOptions options;
   options.num_threads = flags.threads;
   std::vector<std::uint8_t> mask;
@@ -247,6 +276,33 @@ int TimeShape(const Shape& s, const BenchFlags& flags, Timing* timing) {
     options.window_right = s.window_right;
   }
 
+  // --backward: the forward's out and lse once, then dq, dk, dv per run.
+  std::vector<float> d_out, dq, dk, dv, lse;
+  TensorView lse_view;
+  if (flags.backward) {
+    try {
+      d_out.resize(out_count);
+      dq.resize(q_count);
+      dk.resize(k_count);
+      dv.resize(v_count);
+      lse.resize(static_cast<std::size_t>(s.batch * s.heads_q * s.seq_q));
+    } catch (const std::bad_alloc&) {
+      return ReportError("cannot allocate the gradients", kExitFailure);
+    }
+    FillNormal(d_out.data(), d_out.size(), 4);
+    lse_view = TensorView::Contiguous(lse.data(), DType::kF32, 3, {s.batch, s.heads_q, s.seq_q, 0});
+    const Status status = AttentionForward(q_view, k_view, v_view, out_view, options, &lse_view);
+    if (!status.ok()) return ReportError(status.message(), kExitFailure);
+  }
+  const auto run_kernel = [&]() {
+    if (!flags.backward) return AttentionForward(q_view, k_view, v_view, out_view, options);
+    return AttentionBackward(q_view, k_view, v_view, out_view,
+                             View(d_out, layout, s, s.seq_q, s.heads_q, s.head_dim_v), lse_view,
+                             View(dq, layout, s, s.seq_q, s.heads_q, s.head_dim),
+                             View(dk, layout, s, s.seq_k, s.heads_kv, s.head_dim),
+                             View(dv, layout, s, s.seq_k, s.heads_kv, s.head_dim_v), options);
+  };
+
   // Inputs and output are allocated and touched; what the resident peak
   // grows by from here is the kernel's workspace.
   ResetPeakResident();
@@ -254,8 +310,7 @@ int TimeShape(const Shape& s, const BenchFlags& flags, Timing* timing) {
   std::vector<double> seconds;
   for (int run = 0; run < flags.warmup + flags.repeats; ++run) {
     const auto start = std::chrono::steady_clock::now();
-    const Status status =
-        AttentionForward(q_view, k_view, v_view, out_view, options);
+    const Status status = run_kernel();
     const auto stop = std::chrono::steady_clock::now();
     if (!status.ok()) return ReportError(status.message(), kExitFailure);
     if (run >= flags.warmup) {
@@ -267,7 +322,7 @@ int TimeShape(const Shape& s, const BenchFlags& flags, Timing* timing) {
                           ? std::max(0L, peak - resident_before) / 1024.0
                           : -1.0;
   timing->seconds = Median(seconds);
-  timing->gflops = Flops(s) / timing->seconds * 1e-9;
+  timing->gflops = (flags.backward ? 2.5 : 1.0) * Flops(s) / timing->seconds * 1e-9;
   return kExitOk;
 }
 
@@ -275,30 +330,43 @@ struct Machine {
   std::string cpu, target;
   int threads = 1;
   double peak_gflops = 0.0;
+  const char* peak_name = "fp32 FMA";
 };
 
-// The fp32 FMA peak for the thread count the bench uses: the all-thread
+// The dtype's peak for the thread count the bench uses: the all-thread
 // figure for "all", otherwise the one-thread figure times the threads
-// (capped at the core count: extra threads share cores).
-Machine ProbeMachine(int requested_threads) {
+// (capped at the core count: extra threads share cores). A dtype's peak is
+// its fastest fp32-accumulating path: the fp32 FMA, or for bf16 the bf16
+// dot product where the CPU has it and it is faster.
+Machine ProbeMachine(int requested_threads, const std::string& dtype) {
   constexpr double kProbeSeconds = 0.3;
   Machine m;
   m.cpu = CpuModel();
   m.target = simd::TargetName(simd::CurrentTarget());
   const int all = AllThreads();
   m.threads = requested_threads == 0 ? all : requested_threads;
-  m.peak_gflops =
-      requested_threads == 0
-          ? MeasureFmaGflops(all, kProbeSeconds)
-          : MeasureFmaGflops(1, kProbeSeconds) * std::min(m.threads, all);
+  const auto probe = [&](double (*measure)(int, double)) {
+    return requested_threads == 0
+               ? measure(all, kProbeSeconds)
+               : measure(1, kProbeSeconds) * std::min(m.threads, all);
+  };
+  m.peak_gflops = probe(MeasureFmaGflops);
+  if (dtype == "bf16") {
+    const double dot = probe(MeasureDotBf16Gflops);
+    if (dot > m.peak_gflops) {
+      m.peak_gflops = dot;
+      m.peak_name = "bf16 dot";
+    }
+  }
   return m;
 }
 
 void PrintJson(const std::string& name, const Shape& s, const Machine& m,
-               const Timing& t) {
+               const Timing& t, const BenchFlags& flags) {
   nlohmann::ordered_json row;
   row["name"] = name;
-  row["dtype"] = "f32";
+  row["dtype"] = flags.dtype;
+  if (flags.dtype == "bf16") row["bf16_path"] = flags.bf16_path;
   row["batch"] = s.batch;
   row["heads_q"] = s.heads_q;
   row["heads_kv"] = s.heads_kv;
@@ -314,6 +382,7 @@ void PrintJson(const std::string& name, const Shape& s, const Machine& m,
   row["seconds"] = t.seconds;
   row["gflops"] = t.gflops;
   row["peak_gflops"] = m.peak_gflops;
+  row["peak_kind"] = m.peak_name;
   row["pct_of_peak"] = 100.0 * t.gflops / m.peak_gflops;
   row["added_mib"] = t.added_mib;
   row["target"] = m.target;
@@ -322,8 +391,8 @@ void PrintJson(const std::string& name, const Shape& s, const Machine& m,
 }
 
 void PrintHeader(const Machine& m) {
-  std::printf("cpu %s, target %s, %d threads, fp32 FMA peak %.1f GFLOP/s\n",
-              m.cpu.c_str(), m.target.c_str(), m.threads, m.peak_gflops);
+  std::printf("cpu %s, target %s, %d threads, %s peak %.1f GFLOP/s\n",
+              m.cpu.c_str(), m.target.c_str(), m.threads, m.peak_name, m.peak_gflops);
   std::printf("%-36s %12s %10s %8s %10s\n", "name", "median ms", "GFLOP/s",
               "% peak", "+MiB");
 }
@@ -338,23 +407,30 @@ void PrintRow(const std::string& name, const Machine& m, const Timing& t) {
 }  // namespace
 
 int RunBench(const BenchFlags& flags) {
-  if (flags.dtype != "f32") {
-    return ReportError("--dtype " + flags.dtype +
-                           ": not supported yet (only f32 is implemented)",
+  if (flags.decode) return RunDecodeBench(flags);
+  if (flags.backward && flags.dtype != "f32") {
+    return ReportError("--backward --dtype " + flags.dtype +
+                           ": not supported yet (the backward is f32 only)",
                        kExitUsage);
   }
+  const simd::Bf16Path path = flags.bf16_path == "dot"     ? simd::Bf16Path::kDotProduct
+                              : flags.bf16_path == "widen" ? simd::Bf16Path::kWiden
+                                                           : simd::Bf16Path::kAuto;
+  const simd::ScopedBf16Path bf16_path(path);
   const std::vector<Shape> shapes = HasShapeFlags(flags)
                                         ? std::vector<Shape>{ShapeFromFlags(
                                               flags)}
                                         : StandardShapes();
-  const Machine machine = ProbeMachine(flags.threads);
+  const Machine machine = ProbeMachine(flags.threads, flags.dtype);
   for (std::size_t i = 0; i < shapes.size(); ++i) {
     Timing timing;
     const int code = TimeShape(shapes[i], flags, &timing);
     if (code != kExitOk) return code;
-    const std::string name = ShapeName(shapes[i], flags.layout);
+    std::string name = ShapeName(shapes[i], flags.layout);
+    if (flags.backward) name.replace(0, 3, "bwd");
+    name.replace(4, 3, flags.dtype);  // "fwd_f32_..." names the dtype
     if (flags.json) {
-      PrintJson(name, shapes[i], machine, timing);
+      PrintJson(name, shapes[i], machine, timing, flags);
       continue;
     }
     if (i == 0) PrintHeader(machine);  // after the first shape validated

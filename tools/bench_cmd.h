@@ -20,13 +20,19 @@ struct BenchFlags {
   // [1, 1, seq_q, seq_k] instead of as options: what a user of a library
   // without windows writes, and a test of mask-hidden block skipping.
   bool as_mask = false;
+  // Time AttentionBackward (after one forward for out and lse) instead of
+  // the forward; FLOPs count 2.5x the forward's (five products, not two).
+  bool backward = false;
 
-  std::string dtype = "f32";
+  std::string dtype = "f32";  // f32 | bf16 | f16
+  std::string bf16_path = "auto";  // auto | dot | widen (simd::Bf16Path)
   std::string layout = "bnhd";  // bnhd (flash-attn) | bhnd (torch)
   int threads = 0;              // 0: all cores
   int repeats = 5;
   int warmup = 1;
   bool json = false;
+  // Decode against a KV cache instead (bench_decode.h): GB/s of cache read.
+  bool decode = false;
 };
 
 // Returns the process exit code.

@@ -36,6 +36,8 @@ int RunPeak(const PeakFlags& flags) {
     row["threads"] = peak.threads;
     row["fma_gflops_all"] = peak.fma_gflops_all;
     row["fma_gflops_one"] = peak.fma_gflops_one;
+    row["bf16_dot_gflops_all"] = peak.bf16_dot_gflops_all;
+    row["bf16_dot_gflops_one"] = peak.bf16_dot_gflops_one;
     row["dram_gbs_all"] = peak.dram_gbs_all;
     row["dram_gbs_one"] = peak.dram_gbs_one;
     std::cout << row.dump() << std::endl;
@@ -46,6 +48,12 @@ int RunPeak(const PeakFlags& flags) {
   std::printf("%-10s %14s %14s\n", "", "all threads", "one thread");
   std::printf("%-10s %8.1f GFLOP/s %7.1f GFLOP/s\n", "fp32 FMA",
               peak.fma_gflops_all, peak.fma_gflops_one);
+  if (peak.bf16_dot_gflops_one > 0.0) {
+    std::printf("%-10s %8.1f GFLOP/s %7.1f GFLOP/s\n", "bf16 dot",
+                peak.bf16_dot_gflops_all, peak.bf16_dot_gflops_one);
+  } else {
+    std::printf("%-10s %14s %14s\n", "bf16 dot", "none", "none");
+  }
   std::printf("%-10s %11.1f GB/s %10.1f GB/s\n", "DRAM read",
               peak.dram_gbs_all, peak.dram_gbs_one);
   return kExitOk;
@@ -99,8 +107,17 @@ void AddBench(CLI::App& app, BenchFlags& f) {
       ->check(CLI::Range(std::int64_t{-1}, std::numeric_limits<std::int64_t>::max()));
   cmd->add_flag("--as-mask", f.as_mask,
                 "Pass causal/window as a bool mask tensor instead of options");
-  cmd->add_option("--dtype", f.dtype, "Element type (only f32 for now)")
+  cmd->add_flag("--backward", f.backward,
+                "Time the backward (dq, dk, dv) instead of the forward");
+  cmd->add_option("--dtype", f.dtype,
+                  "Element type of q, k, v and out (fp32 accumulation); % of "
+                  "peak is of the dtype's fastest fp32-accumulating path")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+      ->capture_default_str();
+  cmd->add_option("--bf16-path", f.bf16_path,
+                  "bf16 products: auto (calibrated), dot (vdpbf16ps) or widen "
+                  "(fp32 micro-kernels)")
+      ->check(CLI::IsMember({"auto", "dot", "widen"}))
       ->capture_default_str();
   cmd->add_option("--layout", f.layout, "Memory order of q, k, v, out")
       ->check(CLI::IsMember({"bnhd", "bhnd"}))
@@ -115,6 +132,8 @@ void AddBench(CLI::App& app, BenchFlags& f) {
       ->check(AtLeast(0))
       ->capture_default_str();
   cmd->add_flag("--json", f.json, "One JSON object per shape on stdout");
+  cmd->add_flag("--decode", f.decode,
+                "Decode shapes against a KV cache: cache GB/s vs DRAM");
 }
 
 void AddCheck(CLI::App& app, CheckFlags& flags) {
