@@ -13,6 +13,7 @@ The GIL is released while a kernel runs. docs/python.md is the guide.
 """
 
 from salience._attention import attention, get_num_threads, set_num_threads
+from salience._kvcache import merge_attention_states
 from salience._salience import MAX_HEAD_DIM
 from salience._salience import __version__ as __version__
 from salience._sdpa import scaled_dot_product_attention
@@ -38,6 +39,7 @@ __all__ = [
     "flash_attn_varlen_qkvpacked_func",
     "flash_attn_with_kvcache",
     "get_num_threads",
+    "merge_attention_states",
     "scaled_dot_product_attention",
     "set_num_threads",
 ]

@@ -2,10 +2,10 @@
 
 The C++ module reads either through DLPack without a copy. What the entry
 points need beyond that (argument checks with messages in the caller's
-terms, broadcasting views, allocation of the output in the input's kind, and
-the autograd guard) is written here once for both libraries. torch is never
-imported by salience: a torch tensor can only arrive if the caller imported
-torch already, so `sys.modules` tells which kind an argument is.
+terms, broadcasting views, allocation of the output in the input's kind) is
+written here once for both libraries. torch is never imported by salience:
+a torch tensor can only arrive if the caller imported torch already, so
+`sys.modules` tells which kind an argument is.
 """
 
 from __future__ import annotations
@@ -80,16 +80,26 @@ def check_float32(name: str, x: Any) -> None:
     raise TypeError(f"{name}.dtype: expected float32, got {dtype}")
 
 
-def check_dropout(dropout_p: float) -> None:
-    """Dropout is for training, which comes with the backward pass."""
-    if dropout_p == 0.0:
+_ATTENTION_DTYPES = {"torch.float32", "float32", "torch.bfloat16", "torch.float16", "float16"}
+
+
+def check_attention_dtype(name: str, x: Any) -> None:
+    """TypeError naming the dtype unless `x` holds float32, bfloat16 or
+    float16: the types the attention kernels read and write (they
+    accumulate in float32 whatever the input)."""
+    if dtype_name(x) in _ATTENTION_DTYPES:
         return
-    if not 0.0 < dropout_p <= 1.0:
-        raise ValueError(f"dropout_p: expected a probability in [0, 1], got {dropout_p}")
-    raise NotImplementedError(
-        f"dropout_p={dropout_p}: salience has no attention dropout yet (it comes "
-        f"with training support); pass dropout_p=0.0, as inference does"
+    raise TypeError(
+        f"{name}.dtype: expected float32, bfloat16 or float16, got {dtype_name(x)}"
     )
+
+
+def empty_like_dtype(like: Any, shape: Sequence[int]) -> Any:
+    """An uninitialised contiguous array of `like`'s kind and dtype (the
+    output of attention on `like`'s dtype)."""
+    if is_torch(like):
+        return _torch().empty(tuple(shape), dtype=like.dtype)
+    return np.empty(tuple(shape), dtype=like.dtype)
 
 
 def check_same_kind(names: Sequence[str], arrays: Sequence[Any]) -> None:
@@ -185,42 +195,3 @@ def needs_graph(arrays: Sequence[Any]) -> bool:
         and torch.is_grad_enabled()
         and any(is_torch(x) and x.requires_grad for x in arrays if x is not None)
     )
-
-
-_BACKWARD_MESSAGE = (
-    "salience computes the attention forward pass only: gradients come with a "
-    "later release. Run inference under torch.no_grad() or "
-    "torch.inference_mode(), or use torch's scaled_dot_product_attention "
-    "where you need a backward pass."
-)
-
-
-def _forward_only_function() -> Any:
-    torch = _torch()
-
-    class ForwardOnly(torch.autograd.Function):  # type: ignore[misc,name-defined]
-        """Joins the output to the inputs' graph; backward raises."""
-
-        @staticmethod
-        def forward(ctx: Any, out: Any, *inputs: Any) -> Any:
-            return out.view_as(out)
-
-        @staticmethod
-        def backward(ctx: Any, *grads: Any) -> Any:
-            raise NotImplementedError(_BACKWARD_MESSAGE)
-
-    return ForwardOnly
-
-
-_forward_only: Any = None
-
-
-def attach_forward_only(out: Any, inputs: Sequence[Any]) -> Any:
-    """`out`, joined to the autograd graph of `inputs` that require grad, so
-    that a backward pass through it raises NotImplementedError with a clear
-    message instead of silently leaving the inputs without gradients."""
-    global _forward_only
-    if _forward_only is None:
-        _forward_only = _forward_only_function()
-    tracked = [x for x in inputs if is_torch(x) and x.requires_grad]
-    return _forward_only.apply(out, *tracked)

@@ -6,14 +6,17 @@ with any strides; a 3-axis tensor omits the batch axis. Whatever the layout,
 the kernel sees a strided view with the library's logical axes
 [batch, seq, heads, head_dim]: swapping two axes is a view, never a copy.
 
-`run` is the one call into the C++ module that every entry point makes.
+`attend` is the one call into the C++ module that every entry point makes;
+under autograd it goes through salience._autograd, whose backward calls the
+C++ backward.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Optional, Tuple, TypeVar, Union, overload
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Literal, Optional, Tuple, TypeVar,
+                    Union, overload)
 
-from salience import _arrays, _salience
+from salience import _arrays, _autograd, _salience
 
 Array = TypeVar("Array")
 Layout = Literal["bnhd", "bhnd"]
@@ -45,14 +48,8 @@ def _causal_name(causal: CausalArg) -> str:
     return causal
 
 
-def run(
-    q: Any,
-    k: Any,
-    v: Any,
-    out: Any,
+def kernel_options(
     *,
-    lse: Any = None,
-    mask: Any = None,
     alibi_slopes: Any = None,
     seqlens_q: Any = None,
     seqlens_k: Any = None,
@@ -60,18 +57,12 @@ def run(
     cu_seqlens_k: Any = None,
     num_threads: Optional[int] = None,
     reference: bool = False,
-    **options: Any,
-) -> None:
-    """Fills `out` (and `lse`): q, k, v, out are [batch, seq, heads, dim]
-    views and the mask [batch|1, heads_q|1, seq_q|1, seq_k|1]; options are
-    forward()'s scalars (scale, causal, window_*, softcap)."""
-    _salience.forward(
-        _arrays.for_kernel(q),
-        _arrays.for_kernel(k),
-        _arrays.for_kernel(v),
-        out,
-        lse=lse,
-        mask=None if mask is None else _arrays.for_kernel(mask),
+    **scalars: Any,
+) -> Dict[str, Any]:
+    """The keyword arguments forward() and backward() of the C++ module share
+    but the mask: index arrays as int32, slopes as float32, the thread count
+    resolved; scalars (scale, causal, window_*, softcap, dropout_*) as given."""
+    return dict(
         alibi_slopes=_arrays.float32_vector("alibi_slopes", alibi_slopes),
         seqlens_q=_arrays.int32_vector("seqlens_q", seqlens_q),
         seqlens_k=_arrays.int32_vector("seqlens_k", seqlens_k),
@@ -79,8 +70,27 @@ def run(
         cu_seqlens_k=_arrays.int32_vector("cu_seqlens_k", cu_seqlens_k),
         num_threads=_num_threads if num_threads is None else num_threads,
         reference=reference,
-        **options,
+        **scalars,
     )
+
+
+def attend(q: Any, k: Any, v: Any, *, new_out: Callable[[], Any],
+           logical_out: Callable[[Any], Any], return_lse: bool, mask: Any = None,
+           **options: Any) -> Tuple[Any, Optional[Any]]:
+    """Attention of [batch, seq, heads, dim] views q, k, v into a new output:
+    new_out() allocates it in the caller's shape and logical_out(out) views
+    it as [batch, seq_q, heads_q, head_dim_v]. Returns (out, lse or None;
+    lse [batch, heads_q, seq_q]). When torch records a graph for q, k, v (or
+    the mask), the call goes through autograd (salience._autograd) and lse is
+    always computed: the backward needs it."""
+    call = _autograd.Call(new_out=new_out, logical=logical_out,
+                          lse_shape=(q.shape[0], q.shape[2], q.shape[1]),
+                          options=kernel_options(**options))
+    if _arrays.needs_graph((q, k, v, mask)):
+        out, lse = _autograd.apply(q, k, v, mask, call)
+        return out, lse if return_lse else None
+    lse = _arrays.empty_float32(q, call.lse_shape) if return_lse else None
+    return _autograd.forward(q, k, v, mask, call, lse), lse
 
 
 def check_mask(name: str, mask: Any) -> None:
@@ -111,6 +121,9 @@ if TYPE_CHECKING:
         mask: Any
         alibi_slopes: Any
         softcap: float
+        dropout_p: float
+        dropout_seed: Optional[int]
+        dropout_offset: Optional[int]
         num_threads: Optional[int]
         out: Any
         reference: bool
@@ -142,6 +155,9 @@ def attention(
     mask: Any = None,
     alibi_slopes: Any = None,
     softcap: float = 0.0,
+    dropout_p: float = 0.0,
+    dropout_seed: Optional[int] = None,
+    dropout_offset: Optional[int] = None,
     num_threads: Optional[int] = None,
     return_lse: bool = False,
     out: Optional[Array] = None,
@@ -171,18 +187,24 @@ def attention(
     alibi_slopes: [heads_q] or [batch, heads_q]; adds
         -slope * |i + seq_k - seq_q - j|.
     softcap: s = softcap * tanh(s / softcap) when > 0.
+    dropout_p, dropout_seed, dropout_offset: drop each attention weight with
+        probability dropout_p in [0, 1) and scale the kept ones by
+        1 / (1 - dropout_p); the mask is a function of the seed, the offset
+        and the weight's indices. A seed or offset left None is drawn from
+        torch's default generator (NumPy's for arrays).
     num_threads: worker threads (default: set_num_threads's, else all cores).
     return_lse: also return the log-sum-exp of each row's scores, float32
         [batch, heads_q, seq_q] ([heads_q, seq_q] without a batch axis).
     out: write into this array (q's layout and shape with head_dim_v).
     reference: run the fp64 reference kernel (slow; the tests' oracle).
 
-    A row that sees no key gets out = 0 and lse = -inf.
+    A row that sees no key gets out = 0 and lse = -inf. Under autograd,
+    q, k and v get gradients (float32; not the mask).
     """
     names = ("q", "k", "v")
     for name, x in zip(names, (q, k, v)):
         _arrays.check_array(name, x)
-        _arrays.check_float32(name, x)
+        _arrays.check_attention_dtype(name, x)
     _arrays.check_same_kind(names, (q, k, v))
     if layout not in ("bnhd", "bhnd"):
         raise ValueError(f"layout: expected 'bnhd' or 'bhnd', got {layout!r}")
@@ -202,17 +224,21 @@ def attention(
     q4, k4, v4 = logical(q), logical(k), logical(v)
     batch, seq_q, heads_q, _ = q4.shape
     head_dim_v = v4.shape[3]
-    if out is None:
+    if out is not None:
+        _arrays.check_array("out", out)
+        _arrays.check_attention_dtype("out", out)
+        if out.ndim != ranks[0]:  # type: ignore[attr-defined]
+            raise ValueError(f"out: expected {ranks[0]} axes like q, got {out.ndim}")  # type: ignore[attr-defined]
+    given_out = out
+
+    def new_out() -> Any:
+        if given_out is not None:
+            return given_out
         shape = (batch, seq_q, heads_q, head_dim_v)
         if layout == "bhnd":
             shape = (batch, heads_q, seq_q, head_dim_v)
-        out = _arrays.empty_float32(q, shape if batched else shape[1:])
-    else:
-        _arrays.check_array("out", out)
-        _arrays.check_float32("out", out)
-        if out.ndim != ranks[0]:  # type: ignore[attr-defined]
-            raise ValueError(f"out: expected {ranks[0]} axes like q, got {out.ndim}")  # type: ignore[attr-defined]
-    lse = _arrays.empty_float32(q, (batch, heads_q, seq_q)) if return_lse else None
+        return _arrays.empty_like_dtype(q, shape if batched else shape[1:])
+
     mask4 = None
     if mask is not None:
         check_mask("mask", mask)
@@ -223,14 +249,14 @@ def attention(
             )
         mask4 = mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape))
 
-    run(q4, k4, v4, logical(out), lse=lse, mask=mask4, alibi_slopes=alibi_slopes,
-        seqlens_q=seqlens_q, seqlens_k=seqlens_k, cu_seqlens_q=cu_seqlens_q,
-        cu_seqlens_k=cu_seqlens_k, num_threads=num_threads, reference=reference,
-        scale=scale, causal=_causal_name(causal), window_left=window_left,
-        window_right=window_right, window_align=window_align, softcap=softcap)
-
-    if _arrays.needs_graph((q, k, v, mask)):
-        out = _arrays.attach_forward_only(out, (q, k, v, mask))
+    result, lse = attend(
+        q4, k4, v4, new_out=new_out, logical_out=logical, return_lse=return_lse,
+        mask=mask4, alibi_slopes=alibi_slopes, seqlens_q=seqlens_q,
+        seqlens_k=seqlens_k, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+        num_threads=num_threads, reference=reference, scale=scale,
+        causal=_causal_name(causal), window_left=window_left,
+        window_right=window_right, window_align=window_align, softcap=softcap,
+        **_autograd.dropout_options(dropout_p, q, dropout_seed, dropout_offset))
     if lse is None:
-        return out
-    return out, (lse if batched else lse[0])
+        return result  # type: ignore[no-any-return]
+    return result, (lse if batched else lse[0])

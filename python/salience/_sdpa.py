@@ -22,8 +22,8 @@ from typing import Any, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
-from salience import _arrays
-from salience._attention import check_mask, run
+from salience import _arrays, _autograd
+from salience._attention import attend, check_mask
 from salience._salience import MAX_HEAD_DIM
 
 Array = TypeVar("Array")
@@ -65,19 +65,21 @@ def scaled_dot_product_attention(
     2.13) on the CPU, float32; takes torch tensors or NumPy arrays (any
     strides, no copy) and returns the same kind.
 
-    Differences from torch: dropout_p > 0 raises NotImplementedError; a
-    backward pass raises NotImplementedError (the forward runs under autograd
-    too); is_causal together with attn_mask applies both (as torch's default
-    CPU backend does; its math backend raises instead). A query row that no
-    key may attend gives 0, as torch 2.13 does on the CPU.
+    Gradients of query, key and value flow through autograd (not of a float
+    attn_mask). dropout_p drops attention weights with a mask drawn from
+    torch's default generator (see docs/python.md), not torch's own dropout
+    stream, so masks differ from torch's for the same seed. Differences
+    from torch: is_causal together with attn_mask applies both (as torch's
+    default CPU backend does; its math backend raises instead). A query row
+    that no key may attend gives 0, as torch 2.13 does on the CPU.
     """
     names = ("query", "key", "value")
     arrays = (query, key, value)
     for name, x in zip(names, arrays):
         _arrays.check_array(name, x)
-        _arrays.check_float32(name, x)
+        _arrays.check_attention_dtype(name, x)
     _arrays.check_same_kind(names, arrays)
-    _arrays.check_dropout(dropout_p)
+    dropout = _autograd.dropout_options(dropout_p, query)
     ndims = [x.ndim for x in arrays]  # type: ignore[attr-defined]
     if min(ndims) < 2:
         raise ValueError(
@@ -133,14 +135,16 @@ def scaled_dot_product_attention(
             )
         mask = _arrays.broadcast_to(attn_mask, weights).reshape((batch, heads_q, seq_q, seq_k))
 
-    out = _arrays.empty_float32(query, out_lead + (seq_q, head_dim_v))
-    if math.prod(out.shape) == 0:  # e.g. 0 heads, which the kernel's views cannot have
-        return out  # type: ignore[no-any-return]
-    out_view = out.reshape((batch, heads_q, seq_q, head_dim_v)).swapaxes(1, 2)
-    run(logical(query, out_lead, heads_q), logical(key, kv_lead, heads_kv),
-        logical(value, kv_lead, heads_kv), out_view, mask=mask, scale=scale,
-        causal="top_left" if is_causal else "none")
+    out_shape = out_lead + (seq_q, head_dim_v)
+    if math.prod(out_shape) == 0:  # e.g. 0 heads, which the kernel's views cannot have
+        return _arrays.empty_like_dtype(query, out_shape)  # type: ignore[no-any-return]
 
-    if _arrays.needs_graph((query, key, value, attn_mask)):
-        return _arrays.attach_forward_only(out, (query, key, value, attn_mask))  # type: ignore[no-any-return]
+    def logical_out(out: Any) -> Any:
+        return out.reshape((batch, heads_q, seq_q, head_dim_v)).swapaxes(1, 2)
+
+    out, _ = attend(logical(query, out_lead, heads_q), logical(key, kv_lead, heads_kv),
+                    logical(value, kv_lead, heads_kv),
+                    new_out=lambda: _arrays.empty_like_dtype(query, out_shape),
+                    logical_out=logical_out, return_lse=False, mask=mask, scale=scale,
+                    causal="top_left" if is_causal else "none", **dropout)
     return out  # type: ignore[no-any-return]

@@ -11,13 +11,17 @@ limits query i to keys [i + seqlen_k - seqlen_q - left, ... + right], -1 for
 unbounded. alibi_slopes [nheads] or [batch, nheads] add
 -slope * |i + seqlen_k - seqlen_q - j|; softcap > 0 caps the scores with tanh.
 
+Gradients of q, k and v (and so of qkv, kv) flow through torch's autograd;
+dropout_p > 0 drops attention weights with a mask keyed by a seed drawn from
+torch's default generator (docs/python.md), which the backward regenerates.
+
 Differences from flash-attn on a GPU: float32 inputs (bf16/fp16 come later),
-torch tensors or NumPy arrays; dropout_p > 0, block_table (paged KV), rotary
-embedding and cache_batch_idx raise NotImplementedError; with
-return_attn_probs=True the third element (the debugging-only attention
-probabilities, which flash-attn returns only under dropout) is None;
-`deterministic` is accepted and has no effect, as salience is always
-deterministic; there is no backward pass yet. A row that sees no key gives
+torch tensors or NumPy arrays; rotary embedding and cache_batch_idx raise
+NotImplementedError (flash_attn_with_kvcache reads paged caches through
+block_table); with return_attn_probs=True the
+third element (the debugging-only attention probabilities, which flash-attn
+returns only under dropout) is None; `deterministic` is accepted and has no
+effect, as salience is always deterministic. A row that sees no key gives
 out = 0 and lse = -inf, as in flash-attn.
 """
 
@@ -27,8 +31,8 @@ from typing import Any, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
-from salience import _arrays
-from salience._attention import run
+from salience import _arrays, _autograd, _kvcache
+from salience._attention import attend
 
 Array = TypeVar("Array")
 Result = Union[Array, Tuple[Array, Array, None]]
@@ -56,7 +60,7 @@ def _check_inputs(q: Any, k: Any, v: Any, ndim: int, axes: str) -> None:
     names = ("q", "k", "v")
     for name, x in zip(names, (q, k, v)):
         _arrays.check_array(name, x)
-        _arrays.check_float32(name, x)
+        _arrays.check_attention_dtype(name, x)
     _arrays.check_same_kind(names, (q, k, v))
     ndims = [x.ndim for x in (q, k, v)]
     if ndims != [ndim] * 3:
@@ -93,16 +97,15 @@ def _attend(q: Any, k: Any, v: Any, *, lse_shape: Tuple[int, ...], dropout_p: fl
             **sequences: Any) -> Tuple[Any, Any]:
     """Runs on [batch, seq, heads, dim] views; returns (out, lse or None)
     with out shaped like q's views (head_dim of v) and lse as lse_shape."""
-    _arrays.check_dropout(dropout_p)
     left, right = _window(window_size)
-    out = _arrays.empty_float32(q, tuple(q.shape[:-1]) + (v.shape[-1],))
-    lse = _arrays.empty_float32(q, (q.shape[0], q.shape[2], q.shape[1])) if return_lse else None
-    run(q, k, v, out, lse=lse, alibi_slopes=alibi_slopes, scale=softmax_scale,
-        causal="bottom_right" if causal else "none", window_left=left,
-        window_right=right, window_align="bottom_right", softcap=softcap,
-        **sequences)
-    if _arrays.needs_graph((q, k, v)):
-        out = _arrays.attach_forward_only(out, (q, k, v))
+    dropout = _autograd.dropout_options(dropout_p, q)
+    out, lse = attend(q, k, v, new_out=lambda: _arrays.empty_like_dtype(
+                          q, tuple(q.shape[:-1]) + (v.shape[-1],)),
+                      logical_out=lambda out: out, return_lse=return_lse,
+                      alibi_slopes=alibi_slopes, scale=softmax_scale,
+                      causal="bottom_right" if causal else "none", window_left=left,
+                      window_right=right, window_align="bottom_right", softcap=softcap,
+                      **dropout, **sequences)
     return out, None if lse is None else lse.reshape(lse_shape)
 
 
@@ -213,61 +216,26 @@ def flash_attn_with_kvcache(q: Array, k_cache: Array, v_cache: Array, k: Optiona
                             alibi_slopes: Any = None, num_splits: int = 0,
                             return_softmax_lse: bool = False
                             ) -> Union[Array, Tuple[Array, Array]]:
-    """Decoding against a KV cache: q [batch, seqlen_q, nheads, headdim],
-    k_cache/v_cache [batch, seqlen_cache, nheads_k, headdim]. If k and v
-    ([batch, seqlen_new, nheads_k, headdim]) are given, they are written into
-    the caches in place at cache_seqlens (an int or [batch] int32) first;
-    attention then runs over the first cache_seqlens + seqlen_new keys of
-    each entry (all of them without cache_seqlens). Returns out, or
-    (out, softmax_lse [batch, nheads, seqlen_q]) with return_softmax_lse."""
+    """Decoding against a KV cache: q [batch, seqlen_q, nheads, headdim];
+    k_cache/v_cache [batch, seqlen_cache, nheads_k, headdim], or with
+    block_table (int32 [batch, max_blocks]) paged [num_blocks,
+    page_block_size, nheads_k, headdim]; float32, bfloat16 or float16 (read
+    in place, computed in float32). If k and v ([batch, seqlen_new, nheads_k,
+    headdim]) are given, they are written into the caches in place at
+    cache_seqlens (an int or [batch] int32) first; attention then runs over
+    the first cache_seqlens + seqlen_new keys of each entry (without
+    cache_seqlens: the whole cache, or only k/v when they are given). causal
+    aligns the queries to the end of those keys. Returns out (q's dtype), or
+    (out, softmax_lse float32 [batch, nheads, seqlen_q]) with
+    return_softmax_lse. num_splits is accepted and ignored: salience splits
+    long caches itself, at points fixed by the lengths (deterministic)."""
     unsupported = {"rotary_cos": rotary_cos, "rotary_sin": rotary_sin,
-                   "cache_batch_idx": cache_batch_idx, "cache_leftpad": cache_leftpad,
-                   "block_table": block_table}
+                   "cache_batch_idx": cache_batch_idx, "cache_leftpad": cache_leftpad}
     for name, value in unsupported.items():
         if value is not None:
             raise NotImplementedError(f"{name}: not supported by salience's "
                                       f"flash_attn_with_kvcache yet; pass None")
-    _check_inputs(q, k_cache, v_cache, 4, "[batch, seqlen, nheads, headdim]")
-    batch, seq_cache = k_cache.shape[:2]  # type: ignore[attr-defined]
-    lengths = None
-    if cache_seqlens is not None:
-        if isinstance(cache_seqlens, (int, np.integer)):
-            cache_seqlens = [int(cache_seqlens)] * batch
-        lengths = _arrays.required_int32_vector("cache_seqlens", cache_seqlens).astype(np.int64)
-        if lengths.shape != (batch,) or (lengths < 0).any():
-            raise ValueError(f"cache_seqlens: expected {batch} values >= 0 (batch), "
-                             f"got {lengths.tolist()}")
-    if (k is None) != (v is None):
-        raise ValueError("k and v: pass both (new keys and values for the cache) or neither")
-    if k is not None:
-        start = np.zeros(batch, np.int64) if lengths is None else lengths
-        _append_to_cache(k_cache, v_cache, k, v, start)
-        lengths = start + k.shape[1]  # type: ignore[attr-defined]
-    if lengths is not None and (lengths > seq_cache).any():
-        raise ValueError(f"cache_seqlens + seqlen_new: expected <= {seq_cache} "
-                         f"(k_cache.shape[1]), got {lengths.tolist()}")
-    heads_q, seq_q = q.shape[2], q.shape[1]  # type: ignore[attr-defined]
-    out, lse = _attend(q, k_cache, v_cache, lse_shape=(batch, heads_q, seq_q), dropout_p=0.0,
-                       softmax_scale=softmax_scale, causal=causal, window_size=window_size,
-                       softcap=softcap, alibi_slopes=alibi_slopes,
-                       return_lse=return_softmax_lse, seqlens_k=lengths)
-    return (out, lse) if return_softmax_lse else out
-
-
-def _append_to_cache(k_cache: Any, v_cache: Any, k: Any, v: Any, start: np.ndarray) -> None:
-    """k_cache[b, start[b]:start[b] + seqlen_new] = k[b], and so for v."""
-    for name, new, cache in (("k", k, k_cache), ("v", v, v_cache)):
-        _arrays.check_array(name, new)
-        _arrays.check_float32(name, new)
-        if new.ndim != 4 or new.shape[0] != cache.shape[0] or tuple(new.shape[2:]) != tuple(cache.shape[2:]):
-            raise ValueError(f"{name}: expected shape [{cache.shape[0]}, seqlen_new, "
-                             f"{cache.shape[2]}, {cache.shape[3]}], got {list(new.shape)}")
-    seq_new = k.shape[1]
-    if v.shape[1] != seq_new:
-        raise ValueError(f"v.shape[1] (seqlen_new): expected {seq_new} (k.shape[1]), got {v.shape[1]}")
-    if (start + seq_new > k_cache.shape[1]).any():
-        raise ValueError(f"cache_seqlens + seqlen_new: expected <= {k_cache.shape[1]} "
-                         f"(k_cache.shape[1]), got {(start + seq_new).tolist()}")
-    for b, offset in enumerate(start.tolist()):
-        k_cache[b, offset:offset + seq_new] = k[b]
-        v_cache[b, offset:offset + seq_new] = v[b]
+    out, lse = _kvcache.with_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table,
+                                     softmax_scale, causal, _window(window_size), softcap,
+                                     alibi_slopes, return_softmax_lse)
+    return (out, lse) if return_softmax_lse else out  # type: ignore[return-value]

@@ -1,13 +1,13 @@
 // salience._salience: the nanobind module under the Python package.
 //
-// One function, forward(), takes every tensor as a DLPack-capable array on
-// the CPU (torch tensors and NumPy arrays alike, any strides, no copy),
-// builds salience::TensorView views of them and calls AttentionForward or
-// AttentionForwardReference with the GIL released. The Python package
-// (python/salience) allocates the output, maps torch's and flash-attn's
-// conventions onto the logical [batch, seq, heads, head_dim] axes, and
-// calls this; the C++ library validates everything once, and its Status
-// becomes a Python exception here:
+// forward() (here) and backward() (backward_bindings.cc) take every tensor
+// as a DLPack-capable array on the CPU (torch tensors and NumPy arrays
+// alike, any strides, no copy), build salience::TensorView views of them
+// and call AttentionForward / AttentionBackward or their Reference variants
+// with the GIL released. The Python package (python/salience) allocates the
+// outputs, maps torch's and flash-attn's conventions onto the logical
+// [batch, seq, heads, head_dim] axes, and calls these; the C++ library
+// validates everything once, and its Status becomes a Python exception:
 //
 //   kInvalidArgument, kOutOfRange -> ValueError
 //   kUnsupported (bf16/f16 today) -> TypeError
@@ -24,21 +24,11 @@
 #include <string>
 #include <string_view>
 
+#include "bindings.h"
 #include "salience/salience.h"
 
-namespace nb = nanobind;
-
+namespace salience::python {
 namespace {
-
-using salience::DType;
-using salience::TensorView;
-
-// Inputs may be read-only (np.broadcast_to's views are); outputs may not.
-using InArray = nb::ndarray<nb::ro, nb::device::cpu>;
-using OutArray = nb::ndarray<nb::device::cpu>;
-using IndexArray = nb::ndarray<const std::int32_t, nb::ndim<1>, nb::c_contig,
-                               nb::device::cpu>;
-using SlopeArray = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 
 [[noreturn]] void Raise(PyObject* type, const std::string& message) {
   PyErr_SetString(type, message.c_str());
@@ -56,6 +46,8 @@ std::string PythonMessage(std::string message) {
   return message;
 }
 
+}  // namespace
+
 void RaiseIfError(const salience::Status& status) {
   if (status.ok()) return;
   const std::string message = PythonMessage(status.message());
@@ -68,6 +60,8 @@ void RaiseIfError(const salience::Status& status) {
       Raise(PyExc_ValueError, message);
   }
 }
+
+namespace {
 
 // "float64", "int32", ... for messages about dtypes the library has no name for.
 std::string DlpackDTypeName(nb::dlpack::dtype dtype) {
@@ -98,10 +92,9 @@ DType ToDType(const char* name, nb::dlpack::dtype dtype) {
                              ", got " + DlpackDTypeName(dtype));
 }
 
-// A view of an array of rank 1..4 with its element strides. The rank itself
-// is checked by the library (which names the expected rank).
+// The rank itself is checked by the library (which names the expected rank).
 template <typename Array>
-TensorView ToView(const char* name, const Array& array) {
+TensorView ToViewOf(const char* name, const Array& array) {
   if (array.ndim() > TensorView::kMaxRank) {
     Raise(PyExc_ValueError, std::string(name) + ".rank: expected at most " +
                                 std::to_string(TensorView::kMaxRank) +
@@ -117,6 +110,17 @@ TensorView ToView(const char* name, const Array& array) {
   }
   return view;
 }
+
+}  // namespace
+
+TensorView ToView(const char* name, const InArray& array) {
+  return ToViewOf(name, array);
+}
+TensorView ToView(const char* name, const OutArray& array) {
+  return ToViewOf(name, array);
+}
+
+namespace {
 
 std::span<const std::int32_t> ToSpan(const std::optional<IndexArray>& array) {
   if (!array) return {};
@@ -140,6 +144,34 @@ salience::Align ToAlign(const std::string& align) {
             "'");
 }
 
+}  // namespace
+
+salience::AttentionOptions ToOptions(const OptionArgs& args) {
+  salience::AttentionOptions options;
+  options.scale = args.scale;
+  options.causal = ToCausal(args.causal);
+  options.window_left = args.window_left;
+  options.window_right = args.window_right;
+  options.window_align = ToAlign(args.window_align);
+  options.seqlens_q = ToSpan(args.seqlens_q);
+  options.seqlens_k = ToSpan(args.seqlens_k);
+  options.cu_seqlens_q = ToSpan(args.cu_seqlens_q);
+  options.cu_seqlens_k = ToSpan(args.cu_seqlens_k);
+  if (args.mask) options.mask = ToView("mask", *args.mask);
+  if (args.alibi_slopes) {
+    options.alibi_slopes = {args.alibi_slopes->data(),
+                            args.alibi_slopes->size()};
+  }
+  options.softcap = args.softcap;
+  options.dropout_p = args.dropout_p;
+  options.dropout_seed = args.dropout_seed;
+  options.dropout_offset = args.dropout_offset;
+  options.num_threads = args.num_threads;
+  return options;
+}
+
+namespace {
+
 void Forward(const InArray& q, const InArray& k, const InArray& v,
              const OutArray& out, const std::optional<OutArray>& lse,
              const std::optional<InArray>& mask, std::optional<float> scale,
@@ -150,30 +182,18 @@ void Forward(const InArray& q, const InArray& k, const InArray& v,
              const std::optional<IndexArray>& cu_seqlens_q,
              const std::optional<IndexArray>& cu_seqlens_k,
              const std::optional<SlopeArray>& alibi_slopes, float softcap,
-             int num_threads, bool reference) {
+             float dropout_p, std::uint64_t dropout_seed,
+             std::uint64_t dropout_offset, int num_threads, bool reference) {
   const TensorView q_view = ToView("q", q);
   const TensorView k_view = ToView("k", k);
   const TensorView v_view = ToView("v", v);
   const TensorView out_view = ToView("out", out);
   std::optional<TensorView> lse_view;
   if (lse) lse_view = ToView("lse", *lse);
-
-  salience::AttentionOptions options;
-  options.scale = scale;
-  options.causal = ToCausal(causal);
-  options.window_left = window_left;
-  options.window_right = window_right;
-  options.window_align = ToAlign(window_align);
-  options.seqlens_q = ToSpan(seqlens_q);
-  options.seqlens_k = ToSpan(seqlens_k);
-  options.cu_seqlens_q = ToSpan(cu_seqlens_q);
-  options.cu_seqlens_k = ToSpan(cu_seqlens_k);
-  if (mask) options.mask = ToView("mask", *mask);
-  if (alibi_slopes) {
-    options.alibi_slopes = {alibi_slopes->data(), alibi_slopes->size()};
-  }
-  options.softcap = softcap;
-  options.num_threads = num_threads;
+  const salience::AttentionOptions options = ToOptions(
+      {mask, scale, causal, window_left, window_right, window_align, seqlens_q,
+       seqlens_k, cu_seqlens_q, cu_seqlens_k, alibi_slopes, softcap, dropout_p,
+       dropout_seed, dropout_offset, num_threads});
 
   // The arrays stay referenced by this frame's arguments, so their memory
   // outlives the call; nothing below touches a Python object.
@@ -190,8 +210,10 @@ void Forward(const InArray& q, const InArray& k, const InArray& v,
 }
 
 }  // namespace
+}  // namespace salience::python
 
 NB_MODULE(_salience, m) {
+  using namespace salience::python;
   m.doc() =
       "salience's C++ kernels. Use the functions of the `salience` package; "
       "this module is their engine.";
@@ -213,7 +235,9 @@ NB_MODULE(_salience, m) {
         nb::arg("cu_seqlens_q").none() = nb::none(),
         nb::arg("cu_seqlens_k").none() = nb::none(),
         nb::arg("alibi_slopes").none() = nb::none(), nb::arg("softcap") = 0.0f,
-        nb::arg("num_threads") = 0, nb::arg("reference") = false,
+        nb::arg("dropout_p") = 0.0f, nb::arg("dropout_seed") = 0,
+        nb::arg("dropout_offset") = 0, nb::arg("num_threads") = 0,
+        nb::arg("reference") = false,
         R"doc(Attention forward into `out` (and `lse`), in place.
 
 q [batch, seq_q, heads_q, head_dim], k [batch, seq_k, heads_kv, head_dim],
@@ -221,7 +245,11 @@ v [batch, seq_k, heads_kv, head_dim_v], out [batch, seq_q, heads_q,
 head_dim_v] and lse [batch, heads_q, seq_q] are CPU arrays of any strides
 (torch tensors or NumPy arrays, through DLPack, never copied); the mask is
 [batch|1, heads_q|1, seq_q|1, seq_k|1], bool or float32. The index arrays
-are contiguous int32, alibi_slopes contiguous float32. `reference` selects
+are contiguous int32, alibi_slopes contiguous float32. dropout_p drops
+attention weights (kept ones scaled by 1 / (1 - dropout_p)), with the mask
+a function of (dropout_seed, dropout_offset). `reference` selects
 the fp64 reference kernel. The GIL is released while the kernel runs.
 Raises ValueError for a bad argument, TypeError for an unsupported dtype.)doc");
+  BindBackward(m);
+  BindDecode(m);
 }

@@ -36,10 +36,10 @@ CASES = [
     ("sdpa heads without gqa", lambda: sdpa(Q4, t(2, 2, 6, 8), t(2, 2, 6, 8)), ValueError, "do not broadcast"),
     ("sdpa gqa not dividing", lambda: sdpa(t(2, 4, 5, 8), t(2, 3, 6, 8), t(2, 3, 6, 8), enable_gqa=True),
      ValueError, "enable_gqa"),
-    ("sdpa float64", lambda: sdpa(Q4.double(), K4.double(), K4.double()), TypeError, r"query.dtype: expected float32, got torch.float64"),
-    ("sdpa float16", lambda: sdpa(Q4.half(), K4, K4), TypeError, r"torch.float16: salience computes in float32 only"),
-    ("sdpa bfloat16", lambda: sdpa(Q4, K4.bfloat16(), K4), TypeError, r"key.dtype is torch.bfloat16"),
-    ("sdpa int", lambda: sdpa(Q4, K4, K4.int()), TypeError, r"value.dtype: expected float32, got torch.int32"),
+    ("sdpa float64", lambda: sdpa(Q4.double(), K4.double(), K4.double()), TypeError, r"query.dtype: expected float32, bfloat16 or float16, got torch.float64"),
+    ("sdpa key/value dtypes", lambda: sdpa(Q4, K4.bfloat16(), K4), ValueError,
+     r"v.dtype: expected bf16 \(k.dtype\), got f32"),
+    ("sdpa int", lambda: sdpa(Q4, K4, K4.int()), TypeError, r"value.dtype: expected float32, bfloat16 or float16, got torch.int32"),
     ("sdpa meta device", lambda: sdpa(Q4.to("meta"), K4, K4), ValueError, "query is on device 'meta'"),
     ("sdpa list", lambda: sdpa([[1.0]], K4, K4), TypeError, "query: expected a torch.Tensor or a numpy.ndarray, got builtins.list"),
     ("sdpa mixed kinds", lambda: sdpa(Q4, K4.numpy(), K4), TypeError, "all torch tensors or all NumPy"),
@@ -48,7 +48,7 @@ CASES = [
     ("sdpa mask dtype", lambda: sdpa(Q4, K4, K4, attn_mask=t(5, 6).double()), TypeError, r"attn_mask.dtype: expected bool"),
     ("sdpa mask int", lambda: sdpa(Q4, K4, K4, attn_mask=t(5, 6).long()), TypeError, r"attn_mask.dtype"),
     ("sdpa mask device", lambda: sdpa(Q4, K4, K4, attn_mask=t(5, 6).to("meta")), ValueError, "attn_mask is on device 'meta'"),
-    ("sdpa dropout", lambda: sdpa(Q4, K4, K4, dropout_p=0.1), NotImplementedError, "dropout"),
+    ("sdpa dropout one", lambda: sdpa(Q4, K4, K4, dropout_p=1.0), ValueError, r"dropout_p: expected a probability in \[0, 1\), got 1.0"),
     ("sdpa dropout range", lambda: sdpa(Q4, K4, K4, dropout_p=-0.5), ValueError, "dropout_p"),
     ("sdpa scale nan", lambda: sdpa(Q4, K4, K4, scale=math.nan), ValueError, "scale: expected a finite value"),
     ("sdpa head_dim too large", lambda: sdpa(t(1, 1, 2, 600), t(1, 1, 2, 600), t(1, 1, 2, 600)), ValueError,
@@ -59,12 +59,13 @@ CASES = [
     ("flash head_dim", lambda: salience.flash_attn_func(F4, t(2, 6, 3, 4), t(2, 6, 3, 4)), ValueError, r"k.shape\[3\] \(head_dim\): expected 8"),
     ("flash batch", lambda: salience.flash_attn_func(F4, t(1, 6, 3, 8), t(1, 6, 3, 8)), ValueError, r"k.shape\[0\] \(batch\)"),
     ("flash v seq", lambda: salience.flash_attn_func(F4, FK4, t(2, 7, 3, 8)), ValueError, r"v.shape\[1\]"),
-    ("flash dtype", lambda: salience.flash_attn_func(F4.half(), FK4, FK4), TypeError, "q.dtype is torch.float16"),
+    ("flash dtype", lambda: salience.flash_attn_func(F4.double(), FK4, FK4), TypeError,
+     "q.dtype: expected float32, bfloat16 or float16, got torch.float64"),
     ("flash alibi size", lambda: salience.flash_attn_func(F4, FK4, FK4, alibi_slopes=torch.rand(5)), ValueError, "alibi_slopes.size"),
     ("flash alibi dtype", lambda: salience.flash_attn_func(F4, FK4, FK4, alibi_slopes=torch.ones(3, dtype=torch.int64)), TypeError, "alibi_slopes.dtype"),
     ("flash softcap", lambda: salience.flash_attn_func(F4, FK4, FK4, softcap=-1.0), ValueError, "softcap"),
     ("flash window", lambda: salience.flash_attn_func(F4, FK4, FK4, window_size=(1,)), ValueError, "window_size"),
-    ("flash dropout", lambda: salience.flash_attn_func(F4, FK4, FK4, dropout_p=0.2), NotImplementedError, "dropout"),
+    ("flash dropout nan", lambda: salience.flash_attn_func(F4, FK4, FK4, dropout_p=math.nan), ValueError, "dropout_p"),
     ("flash qkvpacked", lambda: salience.flash_attn_qkvpacked_func(t(2, 5, 2, 3, 8)), ValueError, "qkv: expected shape"),
     # --- flash_attn_varlen_func
     ("varlen rank", lambda: salience.flash_attn_varlen_func(F4, FK4, FK4, CU, CU, 3, 3), ValueError, "expected 3 axes"),
@@ -116,10 +117,8 @@ def test_bad_input_raises(call: Callable[[], Any], error: type, message: str) ->
 
 def test_numpy_errors_name_numpy_dtypes() -> None:
     q = np.zeros((2, 3, 5, 8), np.float64)
-    with pytest.raises(TypeError, match="query.dtype: expected float32, got float64"):
+    with pytest.raises(TypeError, match="query.dtype: expected float32, bfloat16 or float16, got float64"):
         sdpa(q, q, q)
-    with pytest.raises(TypeError, match="float16: salience computes in float32 only"):
-        sdpa(q.astype(np.float16), q, q)
 
 
 def test_random_malformed_calls_never_crash() -> None:
