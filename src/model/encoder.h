@@ -7,15 +7,24 @@
 //
 //   x = LayerNorm(word[id] + position[p] + token_type[0])
 //   per layer:
-//     q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv   [T, heads, head_dim]
-//     a = AttentionForward(q, k, v)                     (scale 1/sqrt(d))
+//     [q k v] = x [Wq Wk Wv]^T + [bq bk bv]   one GEMM, [T, 3 * hidden]
+//     a = AttentionForward(q, k, v)           strided views into [q k v]
 //     x = LayerNorm(x + a Wo^T + bo)
 //     x = LayerNorm(x + GELU(x W1^T + b1) W2^T + b2)     GELU(z) = z Phi(z)
 //   embedding = normalize(mean over the sequence's tokens of x)
+//
+// Threads split the batch, not the matrix products: each thread takes a
+// contiguous run of whole sequences (about tokens / threads of them) and
+// runs it layer by layer in groups of about kGroupTokens tokens, calling
+// OpenBLAS and the attention kernel single-threaded. The threads never meet
+// between layers, and a group's activations stay in cache from one pass to
+// the next (see encoder.cc). A batch of one sequence runs on all threads
+// inside OpenBLAS and the attention kernel instead.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -57,7 +66,8 @@ class Encoder {
   static Status Load(const std::string& dir, std::unique_ptr<Encoder>* encoder);
   // Finds the model directory as FindModelDir does (`flag`, then
   // $SALIENCE_MODEL_DIR, then the installed package) and loads it.
-  static Status Find(const std::string& flag, std::unique_ptr<Encoder>* encoder);
+  static Status Find(const std::string& flag,
+                     std::unique_ptr<Encoder>* encoder);
 
   // Embeds a tokenized batch; num_threads 0 = all cores.
   Status Forward(const Batch& batch, const AttentionRequest& request,
@@ -81,12 +91,34 @@ class Encoder {
     const float* beta = nullptr;
   };
   struct Layer {
-    Linear query, key, value, attention_out, intermediate, output;
+    Linear qkv;  // [3 * hidden, hidden]: query, key and value stacked
+    Linear attention_out, intermediate, output;
     Norm attention_norm, output_norm;
+  };
+  // The working arrays of one thread, sized for its largest group.
+  struct Scratch {
+    std::vector<float> qkv, context, ffn, lse;
   };
 
   Encoder() = default;
   Status Bind();
+  // Sequences [first, last) of the batch: embeddings, every layer over
+  // groups of about kGroupTokens tokens, mean pooling; x holds the whole
+  // batch's rows. `threads` is handed to OpenBLAS and the attention kernel
+  // (1 inside the encoder's own parallel region).
+  Status ForwardSequences(const Batch& batch,
+                          std::span<const std::int32_t> cu_seqlens,
+                          std::int64_t first, std::int64_t last, int threads,
+                          const AttentionRequest& request,
+                          std::span<const int> heads, float* x,
+                          EncoderOutput* output) const;
+  // Layer `layer` on the group of sequences [first, last).
+  Status ForwardLayer(const Batch& batch,
+                      std::span<const std::int32_t> cu_seqlens,
+                      std::int64_t layer, std::int64_t first, std::int64_t last,
+                      int threads, const AttentionRequest& request,
+                      std::span<const int> heads, float* x, Scratch* scratch,
+                      EncoderOutput* output) const;
 
   BertConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
@@ -96,6 +128,9 @@ class Encoder {
   const float* token_type_embeddings_ = nullptr;
   Norm embedding_norm_;
   std::vector<Layer> layers_;
+  // Every layer's stacked query/key/value weights and biases (copied once at
+  // load: the file keeps the three separate).
+  std::vector<float> qkv_parameters_;
 };
 
 // The kernel family OpenBLAS dispatches to ("Cooperlake", "Haswell", ...;
