@@ -2,8 +2,10 @@
 """salience against its peers on the CPU, in one process, on the same tensors.
 
   bench/peers.py [--quick] [--max-seq N] [--write] [--json FILE]
+  bench/peers.py --backward | --decode   (the backward alone; decode)
 
-Times the fp32 attention forward of salience.scaled_dot_product_attention,
+Times the attention forward (fp32, or bf16 with --dtype bfloat16) of
+salience.scaled_dot_product_attention,
 torch's scaled_dot_product_attention (the backend torch picks on the CPU,
 and its math backend through torch.nn.attention.sdpa_kernel) and ONNX
 Runtime's standard Attention operator (opset 23) where onnxruntime installs,
@@ -48,6 +50,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
 BATCH, HEADS = 1, 16
 PEERS = ["salience", "torch SDPA", "torch math", "ONNX Runtime"]
+# --dtype: the peers' inputs and outputs; fp32 accumulation in salience.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# Agreement between peers: bf16 outputs differ by a few output roundings
+# (2^-8 each) where the peers round P, scores or sums differently.
+AGREE = {"float32": dict(rtol=1e-3, atol=1e-4), "bfloat16": dict(rtol=3e-2, atol=3e-2)}
 
 Runner = Callable[[], Any]
 
@@ -159,7 +166,8 @@ def bench_shape(seq: int, head_dim: int, causal: bool, args: argparse.Namespace,
                 skipped: Dict[str, str], last: Dict[str, float]) -> Dict[str, Any]:
     """One shape: every peer on the same tensors; None where skipped."""
     gen = torch.Generator().manual_seed(seq * 1000 + head_dim)
-    q, k, v = (torch.randn(BATCH, HEADS, seq, head_dim, generator=gen) for _ in range(3))
+    dtype = DTYPES[args.dtype]
+    q, k, v = (torch.randn(BATCH, HEADS, seq, head_dim, generator=gen).to(dtype) for _ in range(3))
     runners: Dict[str, Optional[Runner]] = {
         "salience": lambda: salience.scaled_dot_product_attention(q, k, v, is_causal=causal),
         "torch SDPA": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
@@ -174,7 +182,11 @@ def bench_shape(seq: int, head_dim: int, causal: bool, args: argparse.Namespace,
     if runners["torch math"] is None:
         skipped.setdefault("torch math", f"skipped where its N x N scores exceed "
                                          f"{args.math_max_gib:g} GiB")
-    ort_run = None if args.no_onnx else onnx_runner(q.numpy(), k.numpy(), v.numpy(), causal, args.threads)
+    ort_run = None
+    if args.dtype != "float32":
+        skipped.setdefault("ONNX Runtime", f"not run for {args.dtype} (NumPy has no bfloat16)")
+    elif not args.no_onnx:
+        ort_run = onnx_runner(q.numpy(), k.numpy(), v.numpy(), causal, args.threads)
     if ort_run is None:
         skipped.setdefault("ONNX Runtime", "not run: onnxruntime and onnx are not installed"
                            if not args.no_onnx else "not run (--no-onnx)")
@@ -201,7 +213,7 @@ def bench_shape(seq: int, head_dim: int, causal: bool, args: argparse.Namespace,
         output = torch.as_tensor(timed["output"])
         if reference is None:
             reference = output
-        elif not torch.allclose(output, reference, rtol=1e-3, atol=1e-4):
+        elif not torch.allclose(output.float(), reference.float(), **AGREE[args.dtype]):
             raise SystemExit(f"{peer} disagrees with salience at N={seq}, D={head_dim}, causal={causal}")
         row["ms"][peer] = timed["seconds"] * 1e3
         row["runs"][peer] = timed["runs"]
@@ -239,7 +251,7 @@ def run_all(args: argparse.Namespace) -> Dict[str, Any]:
                      "onnxruntime": ort_version, "python": platform.python_version()},
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "max_foreign": args.max_foreign, "retries": args.retries,
-        "skipped": skipped, "rows": rows,
+        "skipped": skipped, "rows": rows, "dtype": args.dtype,
     }
 
 
@@ -248,10 +260,14 @@ def speedup(row: Dict[str, Any], peer: str) -> Optional[float]:
     return None if ours is None or theirs is None else theirs / ours
 
 
+FORWARD_NAMES = {"float32": "fp32 forward", "bfloat16": "bf16 forward, fp32 accumulation"}
+
+
 def markdown(result: Dict[str, Any]) -> str:
     v = result["versions"]
     lines = [
-        "### salience against its peers (fp32 forward, B=1, H=16)",
+        f"### salience against its peers ({FORWARD_NAMES[result.get('dtype', 'float32')]}, "
+        "B=1, H=16)",
         "",
         f"{result['cpu']} ({result['simd']}), {result['threads']} threads for every peer; "
         f"{result['date']}; salience {v['salience']}, torch {v['torch']}"
@@ -384,6 +400,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="seconds to wait for a quiet machine before a repeat")
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--decode", action="store_true",
+                        help="decode against a KV cache instead (bench/peers_decode.py)")
+    parser.add_argument("--backward", action="store_true",
+                        help="the backward alone instead (bench/peers_backward.py)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="element type of q, k, v and out for every peer (bfloat16: "
+                             "salience's bf16 path against torch's bf16 SDPA)")
     parser.add_argument("--write", action="store_true",
                         help="update BENCHMARKS.md and docs/img/peers.png")
     parser.add_argument("--benchmarks", type=pathlib.Path, default=ROOT / "BENCHMARKS.md")
@@ -425,6 +448,16 @@ def remeasure_flagged(result: Dict[str, Any], args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.decode:
+        import peers_decode  # bench/, the script's directory
+
+        print(peers_decode.run(args, median_seconds))
+        return
+    if args.backward:
+        import peers_backward  # bench/, the script's directory
+
+        print(peers_backward.run(args, median_seconds))
+        return
     if args.from_json:
         result = json.loads(args.from_json.read_text())
         if args.remeasure_flagged:

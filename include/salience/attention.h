@@ -19,6 +19,11 @@
 //   lse  [batch, heads_q, seq_q]            fp32, natural log, optional
 //   mask [batch|1, heads_q|1, seq_q|1, seq_k|1]  bool or fp32, optional
 //
+// Element types: q, k, v and out are each f32, bf16 or f16, with k and v of
+// one dtype; out's is the caller's choice. Products and sums are fp32 (bf16
+// products may round the softmax weights to bf16, see docs/design.md);
+// out is rounded once at the end; lse stays fp32.
+//
 // Numerics: a query row whose keys are all hidden gets out = 0 and
 // lse = -inf. Values stored past a sequence's valid length, or at keys a row
 // cannot see, never reach that row, even when they are NaN. Results are
