@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/validate.h"
+#include "kernels/ref/backward_ref.h"
 #include "kernels/ref/forward_ref.h"
 #include "kernels/simd/forward.h"
 #include "tools/check_cases.h"
@@ -23,8 +24,11 @@
 namespace salience::tools {
 namespace {
 
-// Worst error allowed, relative to the reference's magnitude.
+// Worst error allowed, relative to the reference's magnitude: out and lse;
+// the gradients (summed over up to thousands of rows or keys), relative to
+// the largest reference gradient of the case.
 constexpr double kTolerance = 2e-5;
+constexpr double kGradTolerance = 5e-5;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // Inputs of one case, owning every buffer the views and options point to.
@@ -45,11 +49,27 @@ struct Output {
   TensorView out_view, lse_view;
 };
 
+// The backward's inputs beyond the forward's (out and lse from the
+// reference) and the reference gradients.
+struct BackwardInputs {
+  std::vector<float> d_out;
+  TensorView d_out_view;
+  Output forward;
+  ref::BackwardResult expected;
+  double magnitude = 0.0;  // max |reference gradient|
+};
+
+struct Gradients {
+  std::vector<float> dq, dk, dv;
+  TensorView dq_view, dk_view, dv_view;
+};
+
 struct Result {
-  double out_error = 0.0, lse_error = 0.0;
+  double out_error = 0.0, lse_error = 0.0, grad_error = 0.0;
   bool deterministic = true;
   bool pass() const {
-    return out_error <= kTolerance && lse_error <= kTolerance && deterministic;
+    return out_error <= kTolerance && lse_error <= kTolerance &&
+           grad_error <= kGradTolerance && deterministic;
   }
 };
 
@@ -219,6 +239,85 @@ bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
          std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// NaN-filled gradient buffers shaped like q, k and v.
+void ResetGradients(const CheckCase& c, const CaseInputs& in, Gradients* g) {
+  g->dq_view = View(g->dq, c.bhnd, in.batch, in.seq_q, c.heads_q, c.head_dim);
+  g->dk_view = View(g->dk, c.bhnd, in.batch, in.seq_k, c.heads_kv, c.head_dim);
+  g->dv_view =
+      View(g->dv, c.bhnd, in.batch, in.seq_k, c.heads_kv, in.head_dim_v);
+  for (auto* v : {&g->dq, &g->dk, &g->dv}) std::fill(v->begin(), v->end(), kNaN);
+}
+
+// max |fast - ref| of one gradient, in the reference's logical order;
+// infinite where the kernel wrote a non-finite value.
+double GradDiff(const std::vector<double>& ref, const std::vector<float>& data,
+                const TensorView& v) {
+  double max_diff = 0.0;
+  std::size_t index = 0;
+  for (std::int64_t b = 0; b < v.shape[0]; ++b) {
+    for (std::int64_t i = 0; i < v.shape[1]; ++i) {
+      for (std::int64_t h = 0; h < v.shape[2]; ++h) {
+        for (std::int64_t c = 0; c < v.shape[3]; ++c, ++index) {
+          const double x = data[static_cast<std::size_t>(v.Offset(b, i, h, c))];
+          if (!std::isfinite(x)) return std::numeric_limits<double>::infinity();
+          max_diff = std::max(max_diff, std::abs(x - ref[index]));
+        }
+      }
+    }
+  }
+  return max_diff;
+}
+
+// d_out, the reference forward's out and lse, and the reference gradients.
+Status PrepareBackward(const CheckCase& c, const CaseInputs& in,
+                       const core::Problem& forward,
+                       const ref::ForwardResult& expected, std::uint64_t seed,
+                       BackwardInputs* bw) {
+  ResetOutput(c, in, &bw->forward);
+  core::Problem stored = forward;
+  stored.out = bw->forward.out_view;
+  stored.lse = &bw->forward.lse_view;
+  ref::Store(stored, expected);
+  bw->d_out_view =
+      View(bw->d_out, c.bhnd, in.batch, in.seq_q, c.heads_q, in.head_dim_v);
+  FillNormal(bw->d_out.data(), bw->d_out.size(), seed);
+  Gradients scratch;
+  ResetGradients(c, in, &scratch);
+  core::Problem problem;
+  const Status status = core::ValidateBackward(
+      in.q_view, in.k_view, in.v_view, bw->forward.out_view, bw->d_out_view,
+      bw->forward.lse_view, scratch.dq_view, scratch.dk_view, scratch.dv_view,
+      in.options, &problem);
+  if (!status.ok()) return status;
+  bw->expected = ref::Backward(problem);
+  for (const auto* grad : {&bw->expected.dq, &bw->expected.dk, &bw->expected.dv}) {
+    for (double x : *grad) bw->magnitude = std::max(bw->magnitude, std::abs(x));
+  }
+  return Status::Ok();
+}
+
+// The fast backward with all threads and with one, on the current target.
+Status RunBackward(const CheckCase& c, const CaseInputs& in,
+                   const BackwardInputs& bw, Result* result) {
+  Gradients all, one;
+  AttentionOptions options = in.options;
+  for (auto [threads, g] : {std::pair{0, &all}, std::pair{1, &one}}) {
+    ResetGradients(c, in, g);
+    options.num_threads = threads;
+    const Status status = AttentionBackward(
+        in.q_view, in.k_view, in.v_view, bw.forward.out_view, bw.d_out_view,
+        bw.forward.lse_view, g->dq_view, g->dk_view, g->dv_view, options);
+    if (!status.ok()) return status;
+  }
+  const double diff = std::max({GradDiff(bw.expected.dq, all.dq, all.dq_view),
+                                GradDiff(bw.expected.dk, all.dk, all.dk_view),
+                                GradDiff(bw.expected.dv, all.dv, all.dv_view)});
+  result->grad_error = diff == 0.0 ? 0.0 : diff / std::max(bw.magnitude, 1e-30);
+  result->deterministic = result->deterministic && SameBits(all.dq, one.dq) &&
+                          SameBits(all.dk, one.dk) && SameBits(all.dv, one.dv);
+  return Status::Ok();
+}
+
 // Runs the fast kernel with all threads and with one, on the current target.
 Status RunTarget(const CheckCase& c, const CaseInputs& in,
                  const ref::ForwardResult& expected, Result* result) {
@@ -247,14 +346,16 @@ void Print(const CheckFlags& flags, const std::string& name,
     row["target"] = target;
     row["out_rel_err"] = r.out_error;
     row["lse_rel_err"] = r.lse_error;
+    row["grad_rel_err"] = r.grad_error;
     row["tolerance"] = kTolerance;
+    row["grad_tolerance"] = kGradTolerance;
     row["deterministic"] = r.deterministic;
     row["pass"] = r.pass();
     std::cout << row.dump() << std::endl;
     return;
   }
-  std::printf("%-32s %-8s %10.2e %10.2e %5s  %s\n", name.c_str(), target,
-              r.out_error, r.lse_error, r.deterministic ? "yes" : "NO",
+  std::printf("%-32s %-8s %10.2e %10.2e %10.2e %5s  %s\n", name.c_str(), target,
+              r.out_error, r.lse_error, r.grad_error, r.deterministic ? "yes" : "NO",
               r.pass() ? "ok" : "FAIL");
   std::fflush(stdout);
 }
@@ -274,11 +375,18 @@ int CheckOne(const CheckFlags& flags, const CheckCase& c, std::uint64_t seed) {
     return 1;
   }
   const ref::ForwardResult expected = ref::Forward(problem);
+  BackwardInputs backward;
+  status = PrepareBackward(c, in, problem, expected, seed + 7, &backward);
+  if (!status.ok()) {
+    ReportError("case " + c.name + " (backward): " + status.message(), kExitFailure);
+    return 1;
+  }
   int failures = 0;
   for (std::int64_t target : simd::RunnableTargets()) {
     simd::ScopedTarget scoped(target);
     Result result;
     status = RunTarget(c, in, expected, &result);
+    if (status.ok()) status = RunBackward(c, in, backward, &result);
     if (!status.ok()) {
       ReportError("case " + c.name + " on " + simd::TargetName(target) +
                       ": " + status.message(), kExitFailure);
@@ -298,8 +406,9 @@ int RunCheck(const CheckFlags& flags) {
   const std::vector<CheckCase> cases = CheckCases(flags.quick);
   const std::size_t targets = simd::RunnableTargets().size();
   if (!flags.json) {
-    std::printf("%-32s %-8s %10s %10s %5s  %s   (tolerance %.0e)\n", "case",
-                "target", "out err", "lse err", "det", "result", kTolerance);
+    std::printf("%-32s %-8s %10s %10s %10s %5s  %s   (tolerance %.0e, gradients %.0e)\n",
+                "case", "target", "out err", "lse err", "grad err", "det", "result",
+                kTolerance, kGradTolerance);
   }
   int failures = 0;
   std::uint64_t seed = 1000;
