@@ -76,9 +76,10 @@ def _function() -> Any:
                     "mask; detach it (mask.detach()) or pass a bool mask")
             q, k, v, out, lse = ctx.saved_tensors
             call: Call = ctx.call
-            dq = torch.empty(q.shape, dtype=torch.float32)
-            dk = torch.empty(k.shape, dtype=torch.float32)
-            dv = torch.empty(v.shape, dtype=torch.float32)
+            # Gradients in the inputs' dtypes (fp32 arithmetic inside).
+            dq = torch.empty(q.shape, dtype=q.dtype)
+            dk = torch.empty(k.shape, dtype=k.dtype)
+            dv = torch.empty(v.shape, dtype=v.dtype)
             _salience.backward(
                 q.detach(), k.detach(), v.detach(), call.logical(out),
                 call.logical(d_out), lse, dq, dk, dv, mask=ctx.mask,
