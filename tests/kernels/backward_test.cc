@@ -339,9 +339,9 @@ TEST(BackwardSweep, Dropout) {
 // budget only at very long sequences, so a long key range with few rows
 // and many kv heads exercises many chunks and tasks per phase instead.
 TEST(BackwardSweep, ManyChunksAndTasks) {
-  Case c = Dense(64, 3000, 64);
+  Case c = Dense(64, 1700, 64);
   c.batch = 2, c.heads_q = 6, c.heads_kv = 3, c.num_threads = 3;
-  c.causal = Causal::kBottomRight, c.seqlens_k = {3000, 1700};
+  c.causal = Causal::kBottomRight, c.seqlens_k = {1700, 1100};
   ExpectGradientsMatch(c);
 }
 
@@ -368,27 +368,27 @@ TEST(BackwardSweep, LowPrecision) {
 // default), several tasks per phase, and bitwise agreement of the
 // segmented run with the unsegmented one's threads.
 TEST(BackwardSweep, QuerySegmentsAcrossPhases) {
-  Case c = Dense(500, 1300, 64);
-  c.heads_q = 4, c.heads_kv = 2, c.batch = 2, c.seqlens_q = {500, 333};
+  Case c = Dense(300, 700, 64);
+  c.heads_q = 4, c.heads_kv = 2, c.batch = 2, c.seqlens_q = {300, 200};
   c.causal = Causal::kBottomRight, c.num_threads = 3;
-  for (std::int64_t budget : {std::int64_t{256} << 10, std::int64_t{8} << 20}) {
+  for (std::int64_t budget : {std::int64_t{64} << 10, std::int64_t{8} << 20}) {
     const simd::ScopedBackwardSlotBudget scoped(budget);
     ExpectGradientsMatch(c, {0.2f, 3, 4});
   }
 }
 
-// The plan behind that test: at 256 KiB the 500-row sequence is cut into
+// The plan behind that test: at 64 KiB the 300-row sequence is cut into
 // segments of whole query tiles, a phase never holds two segments of one
 // (sequence, kv head) pair, and its slots fit the budget.
 TEST(BackwardSchedule, SegmentsWhenSlotsExceedBudget) {
-  Case c = Dense(500, 1300, 64);
-  c.heads_q = 4, c.heads_kv = 2, c.batch = 2, c.seqlens_q = {500, 333};
+  Case c = Dense(300, 700, 64);
+  c.heads_q = 4, c.heads_kv = 2, c.batch = 2, c.seqlens_q = {300, 200};
   CaseData data(c);
   core::Problem p;
   ASSERT_TRUE(core::ValidateForward(data.q.view, data.k.view, data.v.view, data.out.view,
                                     data.options, nullptr, &p)
                   .ok());
-  constexpr std::int64_t kBudget = std::int64_t{256} << 10, kTile = 96;
+  constexpr std::int64_t kBudget = std::int64_t{64} << 10, kTile = 96;
   const std::vector<simd::BackwardPhase> phases = simd::PlanBackward(p, kTile, 6, 64, 64, kBudget);
   int segments = 0;
   for (const simd::BackwardPhase& phase : phases) {
