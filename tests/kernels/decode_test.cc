@@ -330,6 +330,24 @@ TEST(DecodeTest, LargePagesAndManyQueries) {
   CheckCase(c, "row tiles");
 }
 
+// The benchmark's head_dim 128 and 8 or 16 kv heads in one item: several
+// 32-key blocks whose values are taken head by head with the output tiles
+// in registers, splits, and a causal tail whose last block every row does
+// not see (the key-at-a-time path).
+TEST(DecodeTest, LongCachesHeadDim128) {
+  for (std::int64_t heads_kv : {8, 16}) {
+    for (DType dtype : {DType::kF32, DType::kBF16}) {
+      DecodeCase c;
+      c.heads_kv = heads_kv, c.heads_q = 2 * heads_kv;
+      c.head_dim = 128, c.head_dim_v = 128;
+      c.cache_lens = {2100, 77};
+      c.seq_q = 2, c.options.causal = Causal::kBottomRight;
+      c.dtype = dtype;
+      CheckCase(c, std::to_string(heads_kv) + " kv heads " + DTypeLabel(dtype));
+    }
+  }
+}
+
 TEST(DecodeTest, AppendWritesTheNewRowsIntoTheCache) {
   for (std::int64_t page : {std::int64_t{0}, std::int64_t{16}}) {
     DecodeCase c;

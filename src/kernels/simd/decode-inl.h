@@ -10,13 +10,14 @@
 //   for each key j, each kv head g:                 V row of (j, g)
 //     O[r] += p[j][r] v                            for the rows r that see j
 // and at the end O / l and lse = m ln 2 + log l (base-2 scores, as in the
-// prefill kernel). Both products visit the keys one at a time in the
-// cache's own order, key-major and head-minor, so the item streams the K
-// (then the V) rows of a block front to back, the one order the hardware
-// prefetchers follow at full DRAM bandwidth: no packing copy, no software
-// prefetch, every cache byte is read once per item. The rows of a kv head's
-// group share each K and V row while it is in registers; bf16/fp16
-// elements are widened to fp32 as they are loaded.
+// prefill kernel). The cache is read in its own order, key-major and
+// head-minor, one key at a time: the scores take the block's K rows front to
+// back, requesting its V rows front to back as they go, the only order in
+// which the hardware prefetchers keep up with DRAM (docs/design.md). The
+// value product then runs head by head over the block, from L1/L2, with each
+// head's output tile in registers. Every cache byte is read once per item;
+// the rows of a kv head's group share each key and value vector in
+// registers; bf16/fp16 elements are widened to fp32 as they are loaded.
 
 #if defined(SALIENCE_KERNELS_SIMD_DECODE_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SALIENCE_KERNELS_SIMD_DECODE_INL_H_
@@ -65,7 +66,8 @@ struct DecodeScratch {
   float* alpha;    // [rows], the block's rescale factors 2^(m - m')
   float* k_row;    // [d_pad], one widened key row
   float* v_row;    // [dv_pad], one widened value row
-  // [kKeyBlock] each: cache.k / cache.v offsets of (key, head 0).
+  // [2][kKeyBlock] each, this block's and the next one's: cache.k / cache.v
+  // offsets of (key, head 0).
   std::int64_t* key_rows;
   std::int64_t* value_rows;
   core::KeyRange* ranges;  // [rows], each row's visible keys
@@ -268,57 +270,77 @@ HWY_INLINE void AddWeightedRow(float* HWY_RESTRICT o, std::size_t dv_pad,
   }
 }
 
-// O[r][0 .. kVecs N) += p[r] v[0 .. kVecs N) for kRows rows and one value
-// row: each value vector is loaded (and widened) once for kRows rows.
+// O[r][0 .. kVecs N) += sum_j p[j][r] V[j][0 .. kVecs N) for kRows rows and
+// the block's n keys of one kv head, value row j at v + rows_at[j] (weights
+// of key j at p + j * p_stride). The accumulators stay in registers across
+// the keys; each value vector is loaded (and widened) once for kRows rows.
 template <typename T, std::size_t kRows, std::size_t kVecs>
-HWY_INLINE void PvKey(const float* HWY_RESTRICT p, const T* HWY_RESTRICT v,
-                      float* HWY_RESTRICT o, std::size_t dv_pad) {
+HWY_INLINE void PvTile(const float* HWY_RESTRICT p, std::size_t p_stride,
+                       std::size_t n, const T* HWY_RESTRICT v,
+                       const std::int64_t* HWY_RESTRICT rows_at,
+                       float* HWY_RESTRICT o, std::size_t dv_pad) {
   const DF d;
   constexpr std::size_t N = DecodeTraits::kLanes;
-  VF value[kVecs];
-  for (std::size_t c = 0; c < kVecs; ++c) value[c] = LoadF32(v + c * N);
+  VF acc[kRows][kVecs];
   for (std::size_t r = 0; r < kRows; ++r) {
-    const VF weight = hn::Set(d, p[r]);
-    float* row = o + r * dv_pad;
-    for (std::size_t c = 0; c < kVecs; ++c) {
-      hn::Store(hn::MulAdd(weight, value[c], hn::Load(d, row + c * N)), d,
-                row + c * N);
+    for (std::size_t c = 0; c < kVecs; ++c)
+      acc[r][c] = hn::Load(d, o + r * dv_pad + c * N);
+  }
+  for (std::size_t j = 0; j < n; ++j) {
+    VF value[kVecs];
+    for (std::size_t c = 0; c < kVecs; ++c)
+      value[c] = LoadF32(v + rows_at[j] + c * N);
+    for (std::size_t r = 0; r < kRows; ++r) {
+      const VF weight = hn::Set(d, p[j * p_stride + r]);
+      for (std::size_t c = 0; c < kVecs; ++c)
+        acc[r][c] = hn::MulAdd(weight, value[c], acc[r][c]);
     }
+  }
+  for (std::size_t r = 0; r < kRows; ++r) {
+    for (std::size_t c = 0; c < kVecs; ++c)
+      hn::Store(acc[r][c], d, o + r * dv_pad + c * N);
   }
 }
 
-// PvKey over all columns (dv_pad elements) of kRows rows.
+// PvTile over all columns (dv_pad elements) of kRows rows.
 template <typename T, std::size_t kRows>
-HWY_INLINE void PvKeyAllColumns(const float* p, const T* v, float* o,
-                                std::size_t dv_pad) {
+HWY_INLINE void PvRowsAllColumns(const float* p, std::size_t p_stride,
+                                 std::size_t n, const T* v,
+                                 const std::int64_t* rows_at, float* o,
+                                 std::size_t dv_pad) {
   constexpr std::size_t N = DecodeTraits::kLanes;
   constexpr std::size_t kVecs = TileTraits::kMicroVecs;
   std::size_t c = 0;
   for (; c + kVecs * N <= dv_pad; c += kVecs * N) {
-    PvKey<T, kRows, kVecs>(p, v + c, o + c, dv_pad);
+    PvTile<T, kRows, kVecs>(p, p_stride, n, v + c, rows_at, o + c, dv_pad);
   }
-  for (; c < dv_pad; c += N) PvKey<T, kRows, 1>(p, v + c, o + c, dv_pad);
+  for (; c < dv_pad; c += N)
+    PvTile<T, kRows, 1>(p, p_stride, n, v + c, rows_at, o + c, dv_pad);
 }
 
-// One key's weighted value row for `rows` rows that all see it (weights
-// side by side at p, outputs dv_pad apart at o).
+// The block's weighted values for `rows` rows of one kv head that all see
+// all n keys.
 template <typename T>
-HWY_INLINE void PvRows(const float* p, std::size_t rows, const T* v, float* o,
-                       std::size_t dv_pad) {
+HWY_INLINE void PvBlock(const float* p, std::size_t p_stride, std::size_t rows,
+                        std::size_t n, const T* v, const std::int64_t* rows_at,
+                        float* o, std::size_t dv_pad) {
   constexpr std::size_t kGroup = DecodeTraits::kRowGroup;
   std::size_t r = 0;
   for (; r + kGroup <= rows; r += kGroup) {
-    PvKeyAllColumns<T, kGroup>(p + r, v, o + r * dv_pad, dv_pad);
+    PvRowsAllColumns<T, kGroup>(p + r, p_stride, n, v, rows_at, o + r * dv_pad,
+                                dv_pad);
   }
+  const float* pr = p + r;
+  float* orow = o + r * dv_pad;
   switch (rows - r) {
     case 3:
-      PvKeyAllColumns<T, 3>(p + r, v, o + r * dv_pad, dv_pad);
+      PvRowsAllColumns<T, 3>(pr, p_stride, n, v, rows_at, orow, dv_pad);
       break;
     case 2:
-      PvKeyAllColumns<T, 2>(p + r, v, o + r * dv_pad, dv_pad);
+      PvRowsAllColumns<T, 2>(pr, p_stride, n, v, rows_at, orow, dv_pad);
       break;
     case 1:
-      PvKeyAllColumns<T, 1>(p + r, v, o + r * dv_pad, dv_pad);
+      PvRowsAllColumns<T, 1>(pr, p_stride, n, v, rows_at, orow, dv_pad);
       break;
     default:
       break;
@@ -467,8 +489,8 @@ struct ItemCache {
   const T* v;
   std::size_t depth, dv, d_pad, dv_pad, tile_rows;
   std::size_t row_stride;  // the score tile's, rows padded to whole vectors
-  // Whole vectors of unit-stride elements: read in place, else widened
-  // into a copy a row at a time.
+  // Whole vectors of unit-stride elements: the register-blocked paths,
+  // else a row at a time through a widened copy.
   bool keys_in_vectors, values_in_vectors;
 
   // The rows of kv head g's group start at this local row.
@@ -477,14 +499,85 @@ struct ItemCache {
   }
 };
 
-// The scores of every row of the item against the block's n keys, a key
-// at a time and, within a key, head by head: the cache order.
+// The keys of the block being computed and of the next one: cache.k /
+// cache.v offsets of (key, head 0).
+struct BlockKeys {
+  const std::int64_t* key_rows;
+  const std::int64_t* value_rows;
+  std::size_t n;
+  const std::int64_t* next_key_rows;
+  std::size_t next_n;
+};
+
+// Locates the block's keys (the first block only: later ones were located
+// with their predecessor) and the next block's, in the two halves of the
+// offset arrays.
+inline BlockKeys LocateBlock(const core::DecodeProblem& d,
+                             const DecodeItem& item, std::int64_t start,
+                             const DecodeScratch& sc) {
+  constexpr std::int64_t kBlock = DecodeTraits::kKeyBlock;
+  const std::int64_t b = d.attn.Seq(item.seq).tensor_batch;
+  const std::size_t at = (start - item.key_begin) / kBlock % 2 * kBlock;
+  const std::size_t next_at = kBlock - at;
+  const auto n = static_cast<std::size_t>(
+      std::min<std::int64_t>(kBlock, item.key_end - start));
+  const auto next_n = static_cast<std::size_t>(
+      std::clamp<std::int64_t>(item.key_end - start - kBlock, 0, kBlock));
+  if (start == item.key_begin) {
+    LocateKeys(d, b, start, n, sc.key_rows + at, sc.value_rows + at);
+  }
+  LocateKeys(d, b, start + kBlock, next_n, sc.key_rows + next_at,
+             sc.value_rows + next_at);
+  return {sc.key_rows + at, sc.value_rows + at, n, sc.key_rows + next_at,
+          next_n};
+}
+
+// Asks for the cache lines of one key (or value) row, the item's heads of
+// it. The products read the cache front to back, which the hardware
+// prefetchers follow within a 4 KiB page but not across one: at the decode
+// step's pace, each new page would otherwise cost a full DRAM latency.
 template <typename T>
-void ScoreBlock(const ItemCache<T>& c, const std::int64_t* key_rows,
-                std::size_t n, const DecodeScratch& sc) {
+HWY_INLINE void PrefetchRow(const ItemCache<T>& c, const T* base,
+                            const TensorView& t, std::int64_t row,
+                            std::size_t elements) {
+  constexpr std::size_t kLine = 64 / sizeof(T);
+  const std::size_t span = elements * static_cast<std::size_t>(t.strides[3]);
+  for (std::int64_t g = c.item->head_begin; g < c.item->head_end; ++g) {
+    const T* head = base + row + g * t.strides[2];
+    for (std::size_t e = 0; e < span; e += kLine) hwy::Prefetch(head + e);
+  }
+}
+
+// Whether every row sees every key of the block [start, start + n) and the
+// values are whole vectors: the usual decode step, blocked.
+template <typename T>
+bool BlocksValues(const ItemRows& rows, const ItemCache<T>& c,
+                  std::int64_t start, std::size_t n, const DecodeScratch& sc) {
+  bool blocked = c.values_in_vectors;
+  for (std::int64_t L = 0; L < rows.count() && blocked; ++L) {
+    blocked = sc.ranges[L].begin <= start &&
+              sc.ranges[L].end >= start + static_cast<std::int64_t>(n);
+  }
+  return blocked;
+}
+
+// The scores of every row of the item against the block's n keys, a key
+// at a time and, within a key, head by head: the cache order. Along the
+// way it requests, in the same order, this block's value rows (read head by
+// head right after the softmax step) and the next block's key rows, so the
+// value product finds its rows in L1/L2 and DRAM sees front-to-back
+// streams.
+template <typename T>
+void ScoreBlock(const ItemCache<T>& c, const BlockKeys& keys,
+                const DecodeScratch& sc) {
   const TensorView& kt = c.d->cache.k;
   const DecodeItem& item = *c.item;
-  for (std::size_t j = 0; j < n; ++j) {
+  const std::int64_t* key_rows = keys.key_rows;
+  for (std::size_t j = 0; j < keys.n; ++j) {
+    PrefetchRow(c, c.v, c.d->cache.v, keys.value_rows[j], c.dv);
+    if (j < keys.next_n) {
+      PrefetchRow(c, c.k, kt, keys.next_key_rows[j], c.depth);
+    }
     float* s = sc.s_tile + j * c.row_stride;
     for (std::int64_t g = item.head_begin; g < item.head_end; ++g) {
       const std::size_t first = c.FirstRow(g);
@@ -501,21 +594,28 @@ void ScoreBlock(const ItemCache<T>& c, const std::int64_t* key_rows,
   }
 }
 
-// O += P V for the block's keys [start, start + n), a key at a time in
-// cache order. When every row sees every key of the block (the usual
-// decode step) and values are whole vectors, each value row serves all the
-// rows of its head from registers; otherwise rows that cannot see a key
+// O += P V for the block's keys [start, start + n). A `blocked` block
+// (every row sees every key, whole-vector values): head by head, each
+// head's output tile in registers across the block's keys, the value rows
+// read from L1/L2 where ScoreBlock's requests brought them in cache order.
+// Otherwise a key at a time in cache order, and rows that cannot see a key
 // skip its value, so a NaN stored there never reaches them.
 template <typename T>
-void AccumulateBlock(const ItemRows& rows, const ItemCache<T>& c,
-                     const std::int64_t* value_rows, std::int64_t start,
-                     std::size_t n, const DecodeScratch& sc) {
+void AccumulateBlock(const ItemCache<T>& c, const BlockKeys& keys,
+                     std::int64_t start, bool blocked,
+                     const DecodeScratch& sc) {
   const TensorView& vt = c.d->cache.v;
   const DecodeItem& item = *c.item;
-  bool all_visible = c.values_in_vectors;
-  for (std::int64_t L = 0; L < rows.count() && all_visible; ++L) {
-    all_visible = sc.ranges[L].begin <= start &&
-                  sc.ranges[L].end >= start + static_cast<std::int64_t>(n);
+  const std::int64_t* value_rows = keys.value_rows;
+  const std::size_t n = keys.n;
+  if (blocked) {
+    for (std::int64_t g = item.head_begin; g < item.head_end; ++g) {
+      const std::size_t first = c.FirstRow(g);
+      PvBlock(sc.s_tile + first, c.row_stride, c.tile_rows, n,
+              c.v + g * vt.strides[2], value_rows, sc.o_tile + first * c.dv_pad,
+              c.dv_pad);
+    }
+    return;
   }
   for (std::size_t j = 0; j < n; ++j) {
     const std::int64_t key = start + static_cast<std::int64_t>(j);
@@ -523,11 +623,6 @@ void AccumulateBlock(const ItemRows& rows, const ItemCache<T>& c,
     for (std::int64_t g = item.head_begin; g < item.head_end; ++g) {
       const std::size_t first = c.FirstRow(g);
       const T* value = c.v + value_rows[j] + g * vt.strides[2];
-      if (all_visible) {
-        PvRows(p + first, c.tile_rows, value, sc.o_tile + first * c.dv_pad,
-               c.dv_pad);
-        continue;
-      }
       const float* widened = nullptr;
       for (std::size_t L = first; L < first + c.tile_rows; ++L) {
         if (key < sc.ranges[L].begin || key >= sc.ranges[L].end) continue;
@@ -570,12 +665,11 @@ void RunDecodeItem(const core::DecodeProblem& d, const DecodeItem& item,
   BeginItem(rows, q_scale, c.d_pad, c.dv_pad, c.row_stride, sc);
   for (std::int64_t start = item.key_begin; start < item.key_end;
        start += kBlock) {
-    const std::size_t n = static_cast<std::size_t>(
-        std::min<std::int64_t>(kBlock, item.key_end - start));
-    LocateKeys(d, rows.seq.tensor_batch, start, n, sc.key_rows, sc.value_rows);
-    ScoreBlock(c, sc.key_rows, n, sc);
-    BlockSoftmax(rows, start, n, c.dv_pad, c.row_stride, sc);
-    AccumulateBlock(rows, c, sc.value_rows, start, n, sc);
+    const BlockKeys keys = LocateBlock(d, item, start, sc);
+    ScoreBlock(c, keys, sc);
+    BlockSoftmax(rows, start, keys.n, c.dv_pad, c.row_stride, sc);
+    AccumulateBlock(c, keys, start, BlocksValues(rows, c, start, keys.n, sc),
+                    sc);
   }
   EndItem(rows, c.dv_pad, partials, sc);
 }

@@ -40,7 +40,7 @@ Status DecodeImpl(const core::DecodeProblem& d, const DecodePlan& plan,
     hwy::AlignedFreeUniquePtr<float[]> tiles =
         hwy::AllocateAligned<float>(DecodeScratch::Floats(d_pad, dv_pad));
     hwy::AlignedFreeUniquePtr<std::int64_t[]> offsets =
-        hwy::AllocateAligned<std::int64_t>(2 * kBlock);
+        hwy::AllocateAligned<std::int64_t>(4 * kBlock);
     hwy::AlignedFreeUniquePtr<core::KeyRange[]> ranges =
         hwy::AllocateAligned<core::KeyRange>(kRows);
     if (!tiles || !offsets || !ranges) {
@@ -60,7 +60,7 @@ Status DecodeImpl(const core::DecodeProblem& d, const DecodePlan& plan,
                              k_row,
                              k_row + d_pad,
                              offsets.get(),
-                             offsets.get() + kBlock,
+                             offsets.get() + 2 * kBlock,
                              ranges.get()};
 #pragma omp for schedule(dynamic, 1)
       for (std::int64_t i = 0; i < items; ++i) {
