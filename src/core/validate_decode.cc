@@ -9,148 +9,55 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <sstream>
 #include <string>
 
+#include "core/checks.h"
 #include "core/validate.h"
 
 namespace salience::core {
 namespace {
 
-constexpr StatusCode kInvalid = StatusCode::kInvalidArgument;
-constexpr StatusCode kOutOfRange = StatusCode::kOutOfRange;
+using namespace checks;  // the shared tensor checks (core/checks.h)
+
 constexpr StatusCode kUnsupported = StatusCode::kUnsupported;
 
-template <typename... Parts>
-Status Error(StatusCode code, const Parts&... parts) {
-  std::ostringstream message;
-  (message << ... << parts);
-  return Status(code, message.str());
-}
-
-// A tensor argument: its name in messages, rank and axis names.
-struct Spec {
-  const char* name;
-  int rank;
-  std::array<const char*, TensorView::kMaxRank> axes;
-};
-
-constexpr Spec kQ{"q", 4, {"batch", "seq_q", "heads_q", "head_dim"}};
-constexpr Spec kOut{"out", 4, {"batch", "seq_q", "heads_q", "head_dim_v"}};
-constexpr Spec kLse{"lse", 3, {"batch", "heads_q", "seq_q", ""}};
-constexpr Spec kKNew{
+constexpr TensorSpec kQ{"q", 4, {"batch", "seq_q", "heads_q", "head_dim"}};
+constexpr TensorSpec kOut{"out", 4, {"batch", "seq_q", "heads_q", "head_dim_v"}};
+constexpr TensorSpec kLse{"lse", 3, {"batch", "heads_q", "seq_q", ""}};
+constexpr TensorSpec kKNew{
     "cache.k_new", 4, {"batch", "seqlen_new", "heads_kv", "head_dim"}};
-constexpr Spec kVNew{
+constexpr TensorSpec kVNew{
     "cache.v_new", 4, {"batch", "seqlen_new", "heads_kv", "head_dim_v"}};
-constexpr Spec kKContiguous{
+constexpr TensorSpec kKContiguous{
     "cache.k", 4, {"batch", "capacity", "heads_kv", "head_dim"}};
-constexpr Spec kVContiguous{
+constexpr TensorSpec kVContiguous{
     "cache.v", 4, {"batch", "capacity", "heads_kv", "head_dim_v"}};
-constexpr Spec kKPaged{
+constexpr TensorSpec kKPaged{
     "cache.k", 4, {"num_pages", "page_size", "heads_kv", "head_dim"}};
-constexpr Spec kVPaged{
+constexpr TensorSpec kVPaged{
     "cache.v", 4, {"num_pages", "page_size", "heads_kv", "head_dim_v"}};
-constexpr Spec kOutA{"out_a", 4, {"batch", "seq", "heads", "head_dim"}};
-constexpr Spec kOutB{"out_b", 4, {"batch", "seq", "heads", "head_dim"}};
-constexpr Spec kMergeOut{"out", 4, {"batch", "seq", "heads", "head_dim"}};
-constexpr Spec kLseA{"lse_a", 3, {"batch", "heads", "seq", ""}};
-constexpr Spec kLseB{"lse_b", 3, {"batch", "heads", "seq", ""}};
-constexpr Spec kMergeLse{"lse", 3, {"batch", "heads", "seq", ""}};
+constexpr TensorSpec kOutA{"out_a", 4, {"batch", "seq", "heads", "head_dim"}};
+constexpr TensorSpec kOutB{"out_b", 4, {"batch", "seq", "heads", "head_dim"}};
+constexpr TensorSpec kMergeOut{"out", 4, {"batch", "seq", "heads", "head_dim"}};
+constexpr TensorSpec kLseA{"lse_a", 3, {"batch", "heads", "seq", ""}};
+constexpr TensorSpec kLseB{"lse_b", 3, {"batch", "heads", "seq", ""}};
+constexpr TensorSpec kMergeLse{"lse", 3, {"batch", "heads", "seq", ""}};
 
-std::string AxisName(const Spec& spec, int axis) {
-  return std::string(spec.name) + ".shape[" + std::to_string(axis) + "] (" +
-         spec.axes[axis] + ")";
-}
-
-bool IsEmpty(const Spec& spec, const TensorView& t) {
-  for (int axis = 0; axis < spec.rank; ++axis) {
-    if (t.shape[axis] == 0) return true;
-  }
-  return false;
-}
-
-// Rank, dtype (f32, or any cache dtype when `cache_dtype`), non-negative
-// shape and strides, a largest byte offset that fits int64, and data
-// present when the tensor holds an element.
-Status CheckTensor(const Spec& spec, const TensorView& t, bool cache_dtype) {
-  if (t.rank != spec.rank) {
-    return Error(kInvalid, spec.name, ".rank: expected ", spec.rank, ", got ",
-                 t.rank);
-  }
-  const bool low_precision = t.dtype == DType::kBF16 || t.dtype == DType::kF16;
-  if (t.dtype != DType::kF32 && !(cache_dtype && low_precision)) {
-    return Error(low_precision ? kUnsupported : kInvalid, spec.name,
-                 ".dtype: expected ", cache_dtype ? "f32, bf16 or f16" : "f32",
-                 ", got ", DTypeName(t.dtype));
-  }
-  std::int64_t last = 0, step = 0;
-  bool overflows = false;
-  for (int axis = 0; axis < spec.rank; ++axis) {
-    if (t.shape[axis] < 0) {
-      return Error(kInvalid, AxisName(spec, axis), ": expected >= 0, got ",
-                   t.shape[axis]);
-    }
-    if (t.strides[axis] < 0) {
-      return Error(kInvalid, spec.name, ".strides[", axis, "] (",
-                   spec.axes[axis], "): expected >= 0, got ", t.strides[axis]);
-    }
-    const std::int64_t size = std::max<std::int64_t>(t.shape[axis], 1);
-    overflows |= __builtin_mul_overflow(size - 1, t.strides[axis], &step);
-    overflows |= __builtin_add_overflow(last, step, &last);
-  }
-  overflows |= __builtin_mul_overflow(
-      last + 1, static_cast<std::int64_t>(DTypeSize(t.dtype)), &step);
-  if (overflows) {
-    return Error(kOutOfRange, spec.name,
-                 ": largest element offset overflows int64");
-  }
-  if (t.data == nullptr && !IsEmpty(spec, t)) {
-    return Error(kInvalid, spec.name, ".data: expected non-null, got null");
-  }
-  return Status::Ok();
-}
-
-// An output axis of size > 1 with stride 0 would make writers collide.
-Status CheckWritable(const Spec& spec, const TensorView& t) {
-  if (IsEmpty(spec, t)) return Status::Ok();
-  for (int axis = 0; axis < spec.rank; ++axis) {
-    if (t.shape[axis] > 1 && t.strides[axis] == 0) {
-      return Error(kInvalid, spec.name, ".strides[", axis, "] (",
-                   spec.axes[axis], "): expected non-zero for a written axis ",
-                   "of size ", t.shape[axis], ", got 0");
-    }
-  }
-  return Status::Ok();
-}
-
-Status ExpectAxis(const Spec& spec, const TensorView& t, int axis,
-                  std::int64_t expected, const char* source) {
-  if (t.shape[axis] == expected) return Status::Ok();
-  return Error(kInvalid, AxisName(spec, axis), ": expected ", expected, " (",
-               source, "), got ", t.shape[axis]);
-}
-
-Status ExpectRange(const Spec& spec, const TensorView& t, int axis,
-                   std::int64_t low, std::int64_t high) {
-  if (t.shape[axis] >= low && t.shape[axis] <= high) return Status::Ok();
-  return Error(kInvalid, AxisName(spec, axis), ": expected ", low, "..", high,
-               ", got ", t.shape[axis]);
-}
-
-// The first failure of a list of checks that are each safe to run.
-Status FirstError(std::initializer_list<Status> statuses) {
-  for (const Status& s : statuses) {
-    if (!s.ok()) return s;
-  }
-  return Status::Ok();
+// Rank, dtype (f32, or any cache dtype when `cache_dtype`) and the layout
+// checks every tensor argument gets.
+Status CheckTensor(const TensorSpec& spec, const TensorView& t, bool cache_dtype) {
+  if (Status s = CheckRank(spec, t); !s.ok()) return s;
+  const DTypes accepted = cache_dtype ? DTypes::kFloat : DTypes::kF32;
+  if (Status s = CheckDType(spec.name, t.dtype, accepted); !s.ok()) return s;
+  return CheckLayout(spec, t);
 }
 
 constexpr std::int64_t kMaxDim = std::numeric_limits<std::int32_t>::max();
 
 // The cache tensors against q and each other.
 Status CheckCacheTensors(const TensorView& q, const KvCache& c, bool paged) {
-  const Spec& k_spec = paged ? kKPaged : kKContiguous;
-  const Spec& v_spec = paged ? kVPaged : kVContiguous;
+  const TensorSpec& k_spec = paged ? kKPaged : kKContiguous;
+  const TensorSpec& v_spec = paged ? kVPaged : kVContiguous;
   if (Status s = FirstError(
           {CheckTensor(k_spec, c.k, true), CheckTensor(v_spec, c.v, true)});
       !s.ok()) {

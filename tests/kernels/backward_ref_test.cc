@@ -295,7 +295,7 @@ TEST(BackwardRef, RejectsBadArguments) {
       bwd.d_out, bwd.data.lse.view, bwd.dq, bwd.dk, dv, bwd.data.options);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(
-      status.message().find("dv.shape[3]: expected 4 (v.shape[3]), got 3"),
+      status.message().find("dv.shape[3] (head_dim_v): expected 4 (v.shape[3]), got 3"),
       std::string::npos)
       << status.ToString();
 }
