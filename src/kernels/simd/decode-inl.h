@@ -401,6 +401,8 @@ inline void BeginItem(const ItemRows& rows, float q_scale, std::size_t d_pad,
 inline void LocateKeys(const core::DecodeProblem& d, std::int64_t b,
                        std::int64_t start, std::size_t n,
                        std::int64_t* key_rows, std::int64_t* value_rows) {
+  // No keys (the block after the last): the table may end before `start`.
+  if (n == 0) return;
   std::int64_t page_index = start / d.page_size;
   std::int64_t slot = start % d.page_size;
   std::int64_t page = d.Page(b, start);
