@@ -88,6 +88,23 @@ Status BackwardImpl(const core::Problem& p) {
     const std::int64_t q_rows = p.dq.shape[0] * p.dq.shape[1];
     const std::int64_t k_rows = p.dk.shape[0] * p.dk.shape[1];
 
+    // Flattened index spaces, so that each step is one loop and one barrier
+    // whatever the number of sequences and tasks: the valid query rows of
+    // every sequence (for D), and per phase the (task, head, row) triples
+    // of the dQ reductions.
+    std::vector<std::int64_t> row_starts{0};
+    for (std::int64_t s = 0; s < p.num_seqs; ++s) {
+      row_starts.push_back(row_starts.back() + p.Seq(s).q_len);
+    }
+    std::vector<std::vector<std::int64_t>> reduce_starts(phases.size());
+    for (std::size_t i = 0; i < phases.size(); ++i) {
+      reduce_starts[i].push_back(0);
+      for (const BackwardTask& task : phases[i].tasks) {
+        reduce_starts[i].push_back(reduce_starts[i].back() +
+                                   (task.row_end - task.row_begin) * p.group_size());
+      }
+    }
+
 #pragma omp parallel num_threads(threads)
     {
       const BackwardScratch sc(scratch + scratch_floats * omp_get_thread_num(), depth, d_pad, dv,
@@ -99,10 +116,11 @@ Status BackwardImpl(const core::Problem& p) {
         ClearRow(p.dk, r);
         ClearRow(p.dv, r);
       }
-      for (std::int64_t s = 0; s < p.num_seqs; ++s) {
-        const core::SeqSpan seq = p.Seq(s);
 #pragma omp for schedule(static)
-        for (std::int64_t row = 0; row < seq.q_len; ++row) RowDots(p, seq, row, dsum);
+      for (std::int64_t at = 0; at < row_starts.back(); ++at) {
+        const auto s = std::upper_bound(row_starts.begin(), row_starts.end(), at) -
+                       row_starts.begin() - 1;
+        RowDots(p, p.Seq(s), at - row_starts[static_cast<std::size_t>(s)], dsum);
       }
       for (const BackwardPhase& phase : phases) {
         const std::int64_t items = static_cast<std::int64_t>(phase.items.size());
@@ -111,13 +129,14 @@ Status BackwardImpl(const core::Problem& p) {
           const BackwardItem& item = phase.items[i];
           RunBackwardItem(ctx, phase.tasks[item.task], item.chunk, sc);
         }
-        for (const BackwardTask& task : phase.tasks) {
-          const std::int64_t rows = task.row_end - task.row_begin;
-          const std::int64_t total = rows * p.group_size();
+        const std::vector<std::int64_t>& starts = reduce_starts[&phase - phases.data()];
 #pragma omp for schedule(static)
-          for (std::int64_t at = 0; at < total; ++at) {
-            ReduceDq(ctx, task, at / rows, task.row_begin + at % rows);
-          }
+        for (std::int64_t at = 0; at < starts.back(); ++at) {
+          const auto t = std::upper_bound(starts.begin(), starts.end(), at) - starts.begin() - 1;
+          const BackwardTask& task = phase.tasks[static_cast<std::size_t>(t)];
+          const std::int64_t local = at - starts[static_cast<std::size_t>(t)];
+          const std::int64_t rows = task.row_end - task.row_begin;
+          ReduceDq(ctx, task, local / rows, task.row_begin + local % rows);
         }
       }
     }
