@@ -38,6 +38,9 @@ struct DecodeCase {
   std::int64_t page_size = 0;  // 0: contiguous cache
   DType dtype = DType::kF32;
   bool strided_q = false;  // q and out as [B, H, N, D] memory
+  // A contiguous cache as [B, H, N, D] memory (Hugging Face's layout): a
+  // key's heads are not back to back.
+  bool heads_major_cache = false;
   AttentionOptions options;
   std::uint64_t seed = 7;
 
@@ -116,11 +119,10 @@ struct DecodeData {
     for (std::int64_t e = 0; e < rows * v_row; ++e) v_cache.Set(e, kNaN);
     for (std::int64_t b = 0; b < b_count; ++b) {
       for (std::int64_t j = 0; j < c.cache_lens[b]; ++j) {
-        const std::int64_t row = CacheRow(b, j);
         for (std::int64_t e = 0; e < k_row; ++e)
-          k_cache.Set(row * k_row + e, normal(rng));
+          k_cache.Set(CacheIndex(b, j, e, c.head_dim), normal(rng));
         for (std::int64_t e = 0; e < v_row; ++e)
-          v_cache.Set(row * v_row + e, normal(rng));
+          v_cache.Set(CacheIndex(b, j, e, c.head_dim_v), normal(rng));
       }
     }
     if (c.seqlen_new > 0) {
@@ -141,6 +143,16 @@ struct DecodeData {
            j % c.page_size;
   }
 
+  // Element index of element e (head e / dim, column e % dim) of key j of
+  // sequence b in a cache whose rows hold `dim` columns per head.
+  std::int64_t CacheIndex(std::int64_t b, std::int64_t j, std::int64_t e,
+                          std::int64_t dim) const {
+    if (c.heads_major_cache) {
+      return ((b * c.heads_kv + e / dim) * capacity + j) * dim + e % dim;
+    }
+    return CacheRow(b, j) * c.heads_kv * dim + e;
+  }
+
   TensorView Attention(void* data, DType t, std::int64_t seq,
                        std::int64_t heads, std::int64_t dim,
                        bool strided) const {
@@ -153,10 +165,9 @@ struct DecodeData {
     KvCache cache;
     const std::int64_t first = c.page_size > 0 ? num_pages : c.batch();
     const std::int64_t second = c.page_size > 0 ? c.page_size : capacity;
-    cache.k = TensorView::Bnhd(k.data(), c.dtype, first, second, c.heads_kv,
-                               c.head_dim);
-    cache.v = TensorView::Bnhd(v.data(), c.dtype, first, second, c.heads_kv,
-                               c.head_dim_v);
+    const auto view = c.heads_major_cache ? TensorView::Bhnd : TensorView::Bnhd;
+    cache.k = view(k.data(), c.dtype, first, second, c.heads_kv, c.head_dim);
+    cache.v = view(v.data(), c.dtype, first, second, c.heads_kv, c.head_dim_v);
     cache.seqlens = c.cache_lens;
     if (c.page_size > 0) {
       cache.block_table = {block_table.data(), c.batch(), max_pages, max_pages};
@@ -344,6 +355,27 @@ TEST(DecodeTest, LongCachesHeadDim128) {
       c.seq_q = 2, c.options.causal = Causal::kBottomRight;
       c.dtype = dtype;
       CheckCase(c, std::to_string(heads_kv) + " kv heads " + DTypeLabel(dtype));
+    }
+  }
+}
+
+// A heads-major cache ([B, H, N, D] memory): each head's rows are read and
+// requested on their own; 4-row groups (the 4-key score blocks), 6 rows
+// (one block and two rows left), 8 rows, and key counts that leave 1-3
+// keys after the last whole group of 4.
+TEST(DecodeTest, HeadsMajorCache) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (const std::int64_t group : {2, 3, 8}) {
+      DecodeCase c;
+      c.heads_major_cache = true;
+      c.heads_kv = 2, c.heads_q = 2 * group, c.seq_q = 2;
+      c.head_dim = 64, c.head_dim_v = 64;
+      c.cache_lens = {2101, 66, 0, 35};
+      c.seqlen_new = group == 3 ? 1 : 0;
+      c.options.causal = Causal::kBottomRight;
+      c.dtype = dtype;
+      CheckCase(c, "heads-major " + std::string(DTypeLabel(dtype)) +
+                       " group " + std::to_string(group));
     }
   }
 }

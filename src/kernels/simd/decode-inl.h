@@ -2,23 +2,21 @@
 // for the query rows of one or more kv heads) read straight from the cache.
 //
 // For each block of kKeyBlock keys of the split:
-//   for each key j, each kv head g of the item:     K row of (j, g)
-//     s[j][r] = (scale log2(e) q_r) . k           for the rows r of g
+//   for each 4 keys j, each kv head g of the item:   K rows of (j.., g)
+//     s[j][r] = (scale log2(e) q_r) . k_j          for the rows r of g
 //   hide keys outside each row's range; softcap, ALiBi (core::ModifyScore)
 //   m' = max(m, max_j s),  p = 2^(s - m'),  l' = l 2^(m - m') + sum_j p,
 //   O *= 2^(m - m')                                 all rows at once, in lanes
-//   for each key j, each kv head g:                 V row of (j, g)
+//   for each kv head g, each key j:                  V row of (j, g)
 //     O[r] += p[j][r] v                            for the rows r that see j
 // and at the end O / l and lse = m ln 2 + log l (base-2 scores, as in the
-// prefill kernel). The cache is read in its own order, key-major and
-// head-minor, one key at a time: the scores take the block's K rows front to
-// back, requesting its V rows front to back as they go, the only order in
-// which the hardware prefetchers keep up with DRAM (docs/design.md). The
-// value product then runs head by head over the block, from L1/L2, with each
-// head's output tile in registers. Every cache byte is read once per item;
-// the rows of a kv head's group share each key and value vector in
-// registers; bf16/fp16 elements are widened to fp32 as they are loaded.
-
+// prefill kernel). Every cache byte is read once per item; the rows of a kv
+// head's group share each key and value vector in registers; bf16/fp16
+// elements are widened to fp32 as they are loaded. The products read the
+// block in their own orders (4 keys by 4 rows per score tile, a head's
+// output tile in registers across the block's values), from L1/L2: while a
+// block is computed, a Prefetcher asks for every line of the next block in
+// cache order, as many lines per step as the step reads (docs/design.md).
 #if defined(SALIENCE_KERNELS_SIMD_DECODE_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SALIENCE_KERNELS_SIMD_DECODE_INL_H_
 #undef SALIENCE_KERNELS_SIMD_DECODE_INL_H_
@@ -120,6 +118,100 @@ HWY_INLINE const float* RowAsF32(const T* HWY_RESTRICT src, std::int64_t stride,
   return buffer;
 }
 
+// Asks for the next block's cache lines while a block is computed, in
+// cache order (for each key its K row, then its V row; within a row the
+// item's heads in order) and at the pace the products read: each step of
+// a product asks for as many lines as it reads. DRAM then sees front-to-
+// back streams whatever order the products read in, and no request waits
+// long behind a burst of others. Every line needs its own request: the
+// hardware prefetchers do not follow the products' order across 4 KiB
+// pages (docs/design.md).
+class Prefetcher {
+ public:
+  struct Part {
+    const char* base;            // cache.k or cache.v
+    const std::int64_t* rows;    // element offsets of the keys, head 0
+    std::size_t element_bytes;   // of one element
+    std::int64_t head_bytes;     // stride between heads
+    std::size_t span;            // bytes of one request span
+    std::size_t spans;           // spans per row (heads, or 1 if joined)
+  };
+
+  Prefetcher() = default;  // asks for nothing
+  Prefetcher(const Part& k, const Part& v, std::int64_t first_head,
+             std::size_t keys)
+      : parts_{k, v}, first_head_(first_head), keys_(keys) {
+    if (keys_ > 0) Seek();
+  }
+
+  // Asks for the next kLines lines.
+  template <std::size_t kLines>
+  HWY_INLINE void Step() {
+    if (key_ >= keys_) return;
+    if (offset_ + kLines * kLine <= span_) {
+      for (std::size_t i = 0; i < kLines; ++i)
+        hwy::Prefetch(at_ + offset_ + i * kLine);
+      offset_ += kLines * kLine;
+      if (offset_ == span_) Advance();
+      return;
+    }
+    Lines(kLines);
+  }
+
+  // Asks for the next `lines` lines, one at a time.
+  void Lines(std::size_t lines) {
+    for (; lines > 0 && key_ < keys_; --lines) {
+      hwy::Prefetch(at_ + offset_);
+      offset_ += kLine;
+      if (offset_ >= span_) Advance();
+    }
+  }
+
+ private:
+  static constexpr std::size_t kLine = 64;
+
+  // The next span: the next head of the row, else the V row of the key,
+  // else the next key's K row.
+  void Advance() {
+    offset_ = 0;
+    const Part& part = parts_[part_];
+    if (++span_index_ < part.spans) {
+      at_ += part.head_bytes;
+      return;
+    }
+    span_index_ = 0;
+    if (++part_ == 2) {
+      part_ = 0;
+      ++key_;
+    }
+    if (key_ < keys_) Seek();
+  }
+
+  // The first span of the current key's row of the current part.
+  void Seek() {
+    const Part& part = parts_[part_];
+    const auto element_bytes = static_cast<std::int64_t>(part.element_bytes);
+    at_ = part.base + part.rows[key_] * element_bytes +
+          first_head_ * part.head_bytes;
+    span_ = part.span;
+  }
+
+  Part parts_[2] = {};
+  std::int64_t first_head_ = 0;
+  std::size_t keys_ = 0;
+  std::size_t key_ = 0, span_index_ = 0, offset_ = 0, span_ = 0;
+  int part_ = 0;
+  const char* at_ = nullptr;
+};
+
+// Lines of the cache that `elements` elements of T cover (at least one:
+// a step that reads less than a line asks for a whole one, so the
+// requests run a little ahead).
+template <typename T>
+constexpr std::size_t LinesOf(std::size_t elements) {
+  return std::max<std::size_t>(1, elements * sizeof(T) / 64);
+}
+
 // One vector of cache elements at p (unit stride) in fp32.
 template <typename T>
 HWY_INLINE VF LoadF32(const T* HWY_RESTRICT p) {
@@ -190,6 +282,85 @@ HWY_INLINE void QkKey(const float* HWY_RESTRICT q, std::size_t d_pad,
     s[r] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
   }
 }
+
+#if HWY_TARGET <= HWY_AVX3
+// The lane sums of 16 vectors a[0..16) as one vector, lane 4 k + m holding
+// the sum of a[k + 4 m]: a transpose-add tree of four levels (each level
+// halves the vectors and the lanes each input keeps), 45 instructions
+// for 16 sums where folding each vector alone takes about 100.
+HWY_INLINE VF SumsOfSixteen(const VF* HWY_RESTRICT a) {
+  __m512 b[8], c[4], d[2];
+  // 16 -> 8: blocks {0, 1} of b[i] hold a[2i]'s lanes folded to 8, {2, 3}
+  // a[2i+1]'s.
+  for (int i = 0; i < 8; ++i) {
+    const __m512 x = a[2 * i].raw, y = a[2 * i + 1].raw;
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44),
+                         _mm512_shuffle_f32x4(x, y, 0xEE));
+  }
+  // 8 -> 4: block k of c[i] holds a[4i + k] folded to 4 lanes.
+  for (int i = 0; i < 4; ++i) {
+    const __m512 x = b[2 * i], y = b[2 * i + 1];
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88),
+                         _mm512_shuffle_f32x4(x, y, 0xDD));
+  }
+  // 4 -> 2: block k of d[i] holds a[8i + k] and a[8i + k + 4], 2 lanes
+  // each.
+  for (int i = 0; i < 2; ++i) {
+    const __m512d x = _mm512_castps_pd(c[2 * i]),
+                  y = _mm512_castps_pd(c[2 * i + 1]);
+    d[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  // 2 -> 1: block k holds a[k], a[k + 4], a[k + 8], a[k + 12].
+  return VF{_mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88),
+                          _mm512_shuffle_ps(d[0], d[1], 0xDD))};
+}
+#endif
+
+#if HWY_TARGET != HWY_SCALAR
+// s[j * s_stride + r] = q[r] . k_j for 4 rows (q rows d_pad apart) and 4
+// keys (unit-stride rows of d_pad elements): each query vector loaded
+// serves 4 keys and each key vector 4 rows, so the 16 multiply-adds of a
+// step need 8 loads, and the 16 sums share one reduction tree. Each step
+// asks `prefetch` for as many lines as it reads.
+template <typename T>
+HWY_INLINE void QkQuad(const float* HWY_RESTRICT q, std::size_t d_pad,
+                       const T* const* HWY_RESTRICT k, Prefetcher& prefetch,
+                       float* HWY_RESTRICT s, std::size_t s_stride) {
+  const DF d;
+  constexpr std::size_t N = DecodeTraits::kLanes;
+  const T* HWY_RESTRICT k0 = k[0];
+  const T* HWY_RESTRICT k1 = k[1];
+  const T* HWY_RESTRICT k2 = k[2];
+  const T* HWY_RESTRICT k3 = k[3];
+  VF acc[16];  // acc[4 r + j]: row r, key j
+  for (std::size_t i = 0; i < 16; ++i) acc[i] = hn::Zero(d);
+  for (std::size_t c = 0; c < d_pad; c += N) {
+    prefetch.Step<LinesOf<T>(4 * N)>();
+    const VF key[4] = {LoadF32(k0 + c), LoadF32(k1 + c), LoadF32(k2 + c),
+                       LoadF32(k3 + c)};
+#pragma GCC unroll 4
+    for (std::size_t r = 0; r < 4; ++r) {
+      const VF query = hn::Load(d, q + r * d_pad + c);
+#pragma GCC unroll 4
+      for (std::size_t j = 0; j < 4; ++j)
+        acc[4 * r + j] = hn::MulAdd(query, key[j], acc[4 * r + j]);
+    }
+  }
+#if HWY_TARGET <= HWY_AVX3
+  const __m512 sums = SumsOfSixteen(acc).raw;
+  _mm_storeu_ps(s, _mm512_extractf32x4_ps(sums, 0));
+  _mm_storeu_ps(s + s_stride, _mm512_extractf32x4_ps(sums, 1));
+  _mm_storeu_ps(s + 2 * s_stride, _mm512_extractf32x4_ps(sums, 2));
+  _mm_storeu_ps(s + 3 * s_stride, _mm512_extractf32x4_ps(sums, 3));
+#else
+  for (std::size_t j = 0; j < 4; ++j) {
+    hn::StoreU(SumsOfFour(acc[j], acc[4 + j], acc[8 + j], acc[12 + j]),
+               hn::Full128<float>(), s + j * s_stride);
+  }
+#endif
+}
+#endif
 
 // Scores of `rows` consecutive rows against one key, kRowGroup at a time.
 template <typename T>
@@ -274,11 +445,13 @@ HWY_INLINE void AddWeightedRow(float* HWY_RESTRICT o, std::size_t dv_pad,
 // the block's n keys of one kv head, value row j at v + rows_at[j] (weights
 // of key j at p + j * p_stride). The accumulators stay in registers across
 // the keys; each value vector is loaded (and widened) once for kRows rows.
+// Each key asks `prefetch` for as many lines as it reads.
 template <typename T, std::size_t kRows, std::size_t kVecs>
 HWY_INLINE void PvTile(const float* HWY_RESTRICT p, std::size_t p_stride,
                        std::size_t n, const T* HWY_RESTRICT v,
                        const std::int64_t* HWY_RESTRICT rows_at,
-                       float* HWY_RESTRICT o, std::size_t dv_pad) {
+                       Prefetcher& prefetch, float* HWY_RESTRICT o,
+                       std::size_t dv_pad) {
   const DF d;
   constexpr std::size_t N = DecodeTraits::kLanes;
   VF acc[kRows][kVecs];
@@ -287,6 +460,7 @@ HWY_INLINE void PvTile(const float* HWY_RESTRICT p, std::size_t p_stride,
       acc[r][c] = hn::Load(d, o + r * dv_pad + c * N);
   }
   for (std::size_t j = 0; j < n; ++j) {
+    prefetch.Step<LinesOf<T>(kVecs * N)>();
     VF value[kVecs];
     for (std::size_t c = 0; c < kVecs; ++c)
       value[c] = LoadF32(v + rows_at[j] + c * N);
@@ -306,41 +480,47 @@ HWY_INLINE void PvTile(const float* HWY_RESTRICT p, std::size_t p_stride,
 template <typename T, std::size_t kRows>
 HWY_INLINE void PvRowsAllColumns(const float* p, std::size_t p_stride,
                                  std::size_t n, const T* v,
-                                 const std::int64_t* rows_at, float* o,
+                                 const std::int64_t* rows_at,
+                                 Prefetcher& prefetch, float* o,
                                  std::size_t dv_pad) {
   constexpr std::size_t N = DecodeTraits::kLanes;
   constexpr std::size_t kVecs = TileTraits::kMicroVecs;
   std::size_t c = 0;
   for (; c + kVecs * N <= dv_pad; c += kVecs * N) {
-    PvTile<T, kRows, kVecs>(p, p_stride, n, v + c, rows_at, o + c, dv_pad);
+    PvTile<T, kRows, kVecs>(p, p_stride, n, v + c, rows_at, prefetch, o + c,
+                            dv_pad);
   }
   for (; c < dv_pad; c += N)
-    PvTile<T, kRows, 1>(p, p_stride, n, v + c, rows_at, o + c, dv_pad);
+    PvTile<T, kRows, 1>(p, p_stride, n, v + c, rows_at, prefetch, o + c,
+                        dv_pad);
 }
 
 // The block's weighted values for `rows` rows of one kv head that all see
-// all n keys.
+// all n keys; the first rows' pass steps `prefetch`.
 template <typename T>
 HWY_INLINE void PvBlock(const float* p, std::size_t p_stride, std::size_t rows,
                         std::size_t n, const T* v, const std::int64_t* rows_at,
-                        float* o, std::size_t dv_pad) {
+                        Prefetcher& prefetch, float* o, std::size_t dv_pad) {
   constexpr std::size_t kGroup = DecodeTraits::kRowGroup;
+  Prefetcher none;
   std::size_t r = 0;
   for (; r + kGroup <= rows; r += kGroup) {
-    PvRowsAllColumns<T, kGroup>(p + r, p_stride, n, v, rows_at, o + r * dv_pad,
+    PvRowsAllColumns<T, kGroup>(p + r, p_stride, n, v, rows_at,
+                                r == 0 ? prefetch : none, o + r * dv_pad,
                                 dv_pad);
   }
+  Prefetcher& rest = r == 0 ? prefetch : none;
   const float* pr = p + r;
   float* orow = o + r * dv_pad;
   switch (rows - r) {
     case 3:
-      PvRowsAllColumns<T, 3>(pr, p_stride, n, v, rows_at, orow, dv_pad);
+      PvRowsAllColumns<T, 3>(pr, p_stride, n, v, rows_at, rest, orow, dv_pad);
       break;
     case 2:
-      PvRowsAllColumns<T, 2>(pr, p_stride, n, v, rows_at, orow, dv_pad);
+      PvRowsAllColumns<T, 2>(pr, p_stride, n, v, rows_at, rest, orow, dv_pad);
       break;
     case 1:
-      PvRowsAllColumns<T, 1>(pr, p_stride, n, v, rows_at, orow, dv_pad);
+      PvRowsAllColumns<T, 1>(pr, p_stride, n, v, rows_at, rest, orow, dv_pad);
       break;
     default:
       break;
@@ -508,6 +688,7 @@ struct BlockKeys {
   const std::int64_t* value_rows;
   std::size_t n;
   const std::int64_t* next_key_rows;
+  const std::int64_t* next_value_rows;
   std::size_t next_n;
 };
 
@@ -530,24 +711,35 @@ inline BlockKeys LocateBlock(const core::DecodeProblem& d,
   }
   LocateKeys(d, b, start + kBlock, next_n, sc.key_rows + next_at,
              sc.value_rows + next_at);
-  return {sc.key_rows + at, sc.value_rows + at, n, sc.key_rows + next_at,
-          next_n};
+  return {sc.key_rows + at,      sc.value_rows + at,      n,
+          sc.key_rows + next_at, sc.value_rows + next_at, next_n};
 }
 
-// Asks for the cache lines of one key (or value) row, the item's heads of
-// it. The products read the cache front to back, which the hardware
-// prefetchers follow within a 4 KiB page but not across one: at the decode
-// step's pace, each new page would otherwise cost a full DRAM latency.
+// The prefetcher of the block after `keys`: its keys' K and V rows, the
+// item's heads of each, as one span per row where those heads lie back to
+// back.
 template <typename T>
-HWY_INLINE void PrefetchRow(const ItemCache<T>& c, const T* base,
-                            const TensorView& t, std::int64_t row,
-                            std::size_t elements) {
-  constexpr std::size_t kLine = 64 / sizeof(T);
-  const std::size_t span = elements * static_cast<std::size_t>(t.strides[3]);
-  for (std::int64_t g = c.item->head_begin; g < c.item->head_end; ++g) {
-    const T* head = base + row + g * t.strides[2];
-    for (std::size_t e = 0; e < span; e += kLine) hwy::Prefetch(head + e);
-  }
+Prefetcher NextBlockPrefetcher(const ItemCache<T>& c, const BlockKeys& keys) {
+  const auto heads =
+      static_cast<std::size_t>(c.item->head_end - c.item->head_begin);
+  const auto part = [&](const T* base, const TensorView& t,
+                        const std::int64_t* rows, std::size_t elements) {
+    const std::size_t span =
+        ((elements - 1) * static_cast<std::size_t>(t.strides[3]) + 1) *
+        sizeof(T);
+    const bool joined = t.strides[3] == 1 &&
+                        t.strides[2] == static_cast<std::int64_t>(elements);
+    return Prefetcher::Part{reinterpret_cast<const char*>(base),
+                            rows,
+                            sizeof(T),
+                            t.strides[2] * static_cast<std::int64_t>(sizeof(T)),
+                            joined ? span * heads : span,
+                            joined ? 1 : heads};
+  };
+  return Prefetcher(
+      part(c.k, c.d->cache.k, keys.next_key_rows, c.depth),
+      part(c.v, c.d->cache.v, keys.next_value_rows, c.dv), c.item->head_begin,
+      keys.next_n);
 }
 
 // Whether every row sees every key of the block [start, start + n) and the
@@ -563,25 +755,46 @@ bool BlocksValues(const ItemRows& rows, const ItemCache<T>& c,
   return blocked;
 }
 
-// The scores of every row of the item against the block's n keys, a key
-// at a time and, within a key, head by head: the cache order. Along the
-// way it requests, in the same order, this block's value rows (read head by
-// head right after the softmax step) and the next block's key rows, so the
-// value product finds its rows in L1/L2 and DRAM sees front-to-back
-// streams.
+// The scores of every row of the item against the block's n keys: four
+// keys at a time (one key at a time where rows or keys are not in whole
+// vectors, or for the last keys), head by head within them, stepping
+// `prefetch` as they read.
 template <typename T>
 void ScoreBlock(const ItemCache<T>& c, const BlockKeys& keys,
-                const DecodeScratch& sc) {
+                Prefetcher& prefetch, const DecodeScratch& sc) {
   const TensorView& kt = c.d->cache.k;
   const DecodeItem& item = *c.item;
   const std::int64_t* key_rows = keys.key_rows;
-  for (std::size_t j = 0; j < keys.n; ++j) {
-    PrefetchRow(c, c.v, c.d->cache.v, keys.value_rows[j], c.dv);
-    if (j < keys.next_n) {
-      PrefetchRow(c, c.k, kt, keys.next_key_rows[j], c.depth);
+  std::size_t j = 0;
+#if HWY_TARGET != HWY_SCALAR
+  constexpr std::size_t kQuad = 4;
+  if (c.keys_in_vectors && c.tile_rows >= kQuad) {
+    for (; j + kQuad <= keys.n; j += kQuad) {
+      float* s = sc.s_tile + j * c.row_stride;
+      for (std::int64_t g = item.head_begin; g < item.head_end; ++g) {
+        const std::size_t first = c.FirstRow(g);
+        const T* head = c.k + g * kt.strides[2];
+        const T* const quad[kQuad] = {
+            head + key_rows[j], head + key_rows[j + 1], head + key_rows[j + 2],
+            head + key_rows[j + 3]};
+        Prefetcher none;
+        std::size_t r = 0;
+        for (; r + kQuad <= c.tile_rows; r += kQuad) {
+          QkQuad(sc.q_tile + (first + r) * c.d_pad, c.d_pad, quad,
+                 r == 0 ? prefetch : none, s + first + r, c.row_stride);
+        }
+        for (std::size_t t = 0; t < kQuad && r < c.tile_rows; ++t) {
+          QkRows(sc.q_tile + (first + r) * c.d_pad, c.d_pad, c.tile_rows - r,
+                 quad[t], s + t * c.row_stride + first + r);
+        }
+      }
     }
+  }
+#endif
+  for (; j < keys.n; ++j) {
     float* s = sc.s_tile + j * c.row_stride;
     for (std::int64_t g = item.head_begin; g < item.head_end; ++g) {
+      prefetch.Lines(LinesOf<T>(c.depth));
       const std::size_t first = c.FirstRow(g);
       const float* q = sc.q_tile + first * c.d_pad;
       const T* key = c.k + key_rows[j] + g * kt.strides[2];
@@ -596,15 +809,14 @@ void ScoreBlock(const ItemCache<T>& c, const BlockKeys& keys,
   }
 }
 
-// O += P V for the block's keys [start, start + n). A `blocked` block
-// (every row sees every key, whole-vector values): head by head, each
-// head's output tile in registers across the block's keys, the value rows
-// read from L1/L2 where ScoreBlock's requests brought them in cache order.
-// Otherwise a key at a time in cache order, and rows that cannot see a key
+// O += P V for the block's keys [start, start + n), stepping `prefetch` as
+// it reads. A `blocked` block (every row sees every key, whole-vector
+// values): head by head, each head's output tile in registers across the
+// block's keys. Otherwise a key at a time, and rows that cannot see a key
 // skip its value, so a NaN stored there never reaches them.
 template <typename T>
 void AccumulateBlock(const ItemCache<T>& c, const BlockKeys& keys,
-                     std::int64_t start, bool blocked,
+                     std::int64_t start, bool blocked, Prefetcher& prefetch,
                      const DecodeScratch& sc) {
   const TensorView& vt = c.d->cache.v;
   const DecodeItem& item = *c.item;
@@ -614,12 +826,13 @@ void AccumulateBlock(const ItemCache<T>& c, const BlockKeys& keys,
     for (std::int64_t g = item.head_begin; g < item.head_end; ++g) {
       const std::size_t first = c.FirstRow(g);
       PvBlock(sc.s_tile + first, c.row_stride, c.tile_rows, n,
-              c.v + g * vt.strides[2], value_rows, sc.o_tile + first * c.dv_pad,
-              c.dv_pad);
+              c.v + g * vt.strides[2], value_rows, prefetch,
+              sc.o_tile + first * c.dv_pad, c.dv_pad);
     }
     return;
   }
   for (std::size_t j = 0; j < n; ++j) {
+    prefetch.Lines(LinesOf<T>(c.dv) * (item.head_end - item.head_begin));
     const std::int64_t key = start + static_cast<std::int64_t>(j);
     const float* p = sc.s_tile + j * c.row_stride;
     for (std::int64_t g = item.head_begin; g < item.head_end; ++g) {
@@ -668,10 +881,11 @@ void RunDecodeItem(const core::DecodeProblem& d, const DecodeItem& item,
   for (std::int64_t start = item.key_begin; start < item.key_end;
        start += kBlock) {
     const BlockKeys keys = LocateBlock(d, item, start, sc);
-    ScoreBlock(c, keys, sc);
+    Prefetcher prefetch = NextBlockPrefetcher(c, keys);
+    ScoreBlock(c, keys, prefetch, sc);
     BlockSoftmax(rows, start, keys.n, c.dv_pad, c.row_stride, sc);
     AccumulateBlock(c, keys, start, BlocksValues(rows, c, start, keys.n, sc),
-                    sc);
+                    prefetch, sc);
   }
   EndItem(rows, c.dv_pad, partials, sc);
 }
