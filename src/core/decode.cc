@@ -45,6 +45,16 @@ void AppendNewRows(const core::DecodeProblem& d) {
   }
 }
 
+// What both entry points do first: validate every argument, then append
+// k_new/v_new into the cache.
+Status PrepareDecode(const TensorView& q, const KvCache& cache,
+                     const TensorView& out, const AttentionOptions& options,
+                     const TensorView* lse, core::DecodeProblem* problem) {
+  Status status = core::ValidateDecode(q, cache, out, options, lse, problem);
+  if (status.ok()) AppendNewRows(*problem);
+  return status;
+}
+
 }  // namespace
 
 Status AttentionWithKvCache(const TensorView& q, const KvCache& cache,
@@ -52,9 +62,8 @@ Status AttentionWithKvCache(const TensorView& q, const KvCache& cache,
                             const AttentionOptions& options,
                             const TensorView* lse) {
   core::DecodeProblem problem;
-  Status status = core::ValidateDecode(q, cache, out, options, lse, &problem);
+  Status status = PrepareDecode(q, cache, out, options, lse, &problem);
   if (!status.ok()) return status;
-  AppendNewRows(problem);
   return simd::Decode(problem);
 }
 
@@ -63,9 +72,8 @@ Status AttentionWithKvCacheReference(const TensorView& q, const KvCache& cache,
                                      const AttentionOptions& options,
                                      const TensorView* lse) {
   core::DecodeProblem problem;
-  Status status = core::ValidateDecode(q, cache, out, options, lse, &problem);
+  Status status = PrepareDecode(q, cache, out, options, lse, &problem);
   if (!status.ok()) return status;
-  AppendNewRows(problem);
   ref::Store(problem.attn, ref::Decode(problem));
   return Status::Ok();
 }

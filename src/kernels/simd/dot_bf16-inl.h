@@ -176,9 +176,8 @@ inline void PackBlockBf16Pairs(const core::Problem& p, const Piece& piece,
                                std::int64_t block_in_piece, std::size_t dv_pad,
                                std::int64_t block, PackedKv* packed) {
   constexpr std::int64_t kBlock = TileTraits::kKvBlock;
-  const core::SeqSpan seq = p.Seq(piece.seq);
-  const std::int64_t first = piece.key_begin + block_in_piece * kBlock;
-  const std::int64_t count = std::min(kBlock, piece.key_end - first);
+  const PieceBlockKeys keys = LocatePieceBlock(p, piece, block_in_piece);
+  const std::int64_t count = keys.count;
   const std::int64_t depth = p.head_dim, dv = p.head_dim_v;
   const auto* k = static_cast<const std::uint16_t*>(p.k.data);
   const auto* v = static_cast<const std::uint16_t*>(p.v.data);
@@ -187,9 +186,7 @@ inline void PackBlockBf16Pairs(const core::Problem& p, const Piece& piece,
   auto* kt = reinterpret_cast<std::uint16_t*>(packed->KeyBlock(block));
   std::memset(kt, 0, sizeof(std::uint16_t) * 2 * pairs * kBlock);
   for (std::int64_t j = 0; j < count; ++j) {
-    const std::uint16_t* src =
-        k +
-        p.k.Offset(seq.tensor_batch, seq.k_begin + first + j, piece.kv_head, 0);
+    const std::uint16_t* src = k + keys.Offset(p.k, j);
     for (std::int64_t c = 0; c < depth; ++c) {
       kt[2 * ((c / 2) * kBlock + j) + c % 2] = src[c * p.k.strides[3]];
     }
@@ -199,9 +196,7 @@ inline void PackBlockBf16Pairs(const core::Problem& p, const Piece& piece,
   std::memset(vb, 0, sizeof(std::uint16_t) * kBlock * dv_pad);
   std::uint16_t exponent_all_ones = 0;  // any inf/NaN among the values
   for (std::int64_t j = 0; j < count; ++j) {
-    const std::uint16_t* src =
-        v +
-        p.v.Offset(seq.tensor_batch, seq.k_begin + first + j, piece.kv_head, 0);
+    const std::uint16_t* src = v + keys.Offset(p.v, j);
     std::uint16_t* dst =
         vb + 2 * ((j / 2) * static_cast<std::int64_t>(dv_pad)) + j % 2;
     for (std::int64_t c = 0; c < dv; ++c) {

@@ -77,23 +77,41 @@ class PackedKv {
   float* non_finite_;  // one flag per block
 };
 
+// The keys of block `block_in_piece` of `piece`: `count` keys from the
+// piece's key `first`, and where key j of them starts in K or V.
+struct PieceBlockKeys {
+  core::SeqSpan seq;
+  std::int64_t kv_head, first, count;
+
+  std::int64_t Offset(const TensorView& t, std::int64_t j) const {
+    return t.Offset(seq.tensor_batch, seq.k_begin + first + j, kv_head, 0);
+  }
+};
+
+inline PieceBlockKeys LocatePieceBlock(const core::Problem& p,
+                                       const Piece& piece,
+                                       std::int64_t block_in_piece) {
+  constexpr std::int64_t kBlock = TileTraits::kKvBlock;
+  const std::int64_t first = piece.key_begin + block_in_piece * kBlock;
+  return {p.Seq(piece.seq), piece.kv_head, first,
+          std::min(kBlock, piece.key_end - first)};
+}
+
 // Packs block `block_in_piece` of `piece` into workspace block `block` as
 // fp32, widening bf16/f16 keys and values on the way.
 inline void PackBlock(const core::Problem& p, const Piece& piece,
                       std::int64_t block_in_piece, std::size_t dv_pad,
                       std::int64_t block, PackedKv* packed) {
   constexpr std::int64_t kBlock = TileTraits::kKvBlock;
-  const core::SeqSpan seq = p.Seq(piece.seq);
-  const std::int64_t first = piece.key_begin + block_in_piece * kBlock;
-  const std::int64_t count = std::min(kBlock, piece.key_end - first);
+  const PieceBlockKeys keys = LocatePieceBlock(p, piece, block_in_piece);
+  const std::int64_t count = keys.count;
   const std::int64_t depth = p.head_dim, dv = p.head_dim_v;
 
   float* kt = packed->KeyBlock(block);
   std::memset(kt, 0, sizeof(float) * depth * kBlock);
   HWY_ALIGN float key[kRowBuffer];
   for (std::int64_t j = 0; j < count; ++j) {
-    ReadRow(p.k, p.k.Offset(seq.tensor_batch, seq.k_begin + first + j, piece.kv_head, 0),
-            depth, 1.0f, key);
+    ReadRow(p.k, keys.Offset(p.k, j), depth, 1.0f, key);
     for (std::int64_t c = 0; c < depth; ++c) kt[c * kBlock + j] = key[c];
   }
 
@@ -102,8 +120,7 @@ inline void PackBlock(const core::Problem& p, const Piece& piece,
   std::uint32_t exponent_all_ones = 0;  // any inf/NaN among the values
   for (std::int64_t j = 0; j < count; ++j) {
     float* dst = vb + j * dv_pad;
-    ReadRow(p.v, p.v.Offset(seq.tensor_batch, seq.k_begin + first + j, piece.kv_head, 0),
-            dv, 1.0f, dst);
+    ReadRow(p.v, keys.Offset(p.v, j), dv, 1.0f, dst);
     for (std::int64_t c = 0; c < dv; ++c) {
       std::uint32_t bits;
       std::memcpy(&bits, dst + c, sizeof(bits));
