@@ -402,6 +402,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-onnx", action="store_true")
     parser.add_argument("--decode", action="store_true",
                         help="decode against a KV cache instead (bench/peers_decode.py)")
+    parser.add_argument("--cache-layout", choices=["bnhd", "bhnd"], default="bnhd",
+                        help="with --decode: the cache stored [B, N, H, D] (flash-attn) "
+                             "or [B, H, N, D] (torch, Hugging Face)")
     parser.add_argument("--backward", action="store_true",
                         help="the backward alone instead (bench/peers_backward.py)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",

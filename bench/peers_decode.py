@@ -32,13 +32,20 @@ def _shapes() -> List[Tuple[str, List[int], torch.dtype]]:
             ("B16 ragged bf16", ragged, torch.bfloat16)]
 
 
-def _runners(lengths: List[int], dtype: torch.dtype) -> Tuple[Dict[str, Callable[[], Any]], float]:
+def _runners(lengths: List[int], dtype: torch.dtype,
+             layout: str) -> Tuple[Dict[str, Callable[[], Any]], float]:
     batch, longest = len(lengths), max(lengths)
-    k_cache = torch.randn(batch, longest, HEADS_KV, HEAD_DIM).to(dtype)
-    v_cache = torch.randn(batch, longest, HEADS_KV, HEAD_DIM).to(dtype)
+    # The cache in memory as [B, N, H, D] (flash-attn's order) or [B, H, N, D]
+    # (torch's and Hugging Face's); both peers get views of the same tensors
+    # (no copy): salience takes [B, N, H, D] views, torch [B, H, N, D].
+    if layout == "bhnd":
+        k_cache = torch.randn(batch, HEADS_KV, longest, HEAD_DIM).to(dtype).transpose(1, 2)
+        v_cache = torch.randn(batch, HEADS_KV, longest, HEAD_DIM).to(dtype).transpose(1, 2)
+    else:
+        k_cache = torch.randn(batch, longest, HEADS_KV, HEAD_DIM).to(dtype)
+        v_cache = torch.randn(batch, longest, HEADS_KV, HEAD_DIM).to(dtype)
     q = torch.randn(batch, 1, HEADS_Q, HEAD_DIM).to(dtype)
     seqlens = torch.tensor(lengths, dtype=torch.int32)
-    # torch's layout [B, H, N, D], views of the same cache (no copy).
     k_t, v_t, q_t = k_cache.transpose(1, 2), v_cache.transpose(1, 2), q.transpose(1, 2)
 
     def run_salience() -> Any:
@@ -57,11 +64,13 @@ def run(args: argparse.Namespace, median_seconds: Callable[..., Dict[str, Any]])
     """Times every shape with peers.py's median_seconds; returns markdown."""
     torch.set_num_threads(args.threads)
     salience.set_num_threads(args.threads)
+    layout = args.cache_layout
+    command = "python bench/peers.py --decode" + (" --cache-layout bhnd" if layout == "bhnd" else "")
     lines = [f"### Decode against a KV cache ({datetime.date.today()}, "
-             f"{args.threads} threads, `python bench/peers.py --decode`)", "",
+             f"{args.threads} threads, cache stored {layout.upper()}, `{command}`)", "",
              "| shape | peer | median ms | cache GB/s |", "|---|---|---|---|"]
     for name, lengths, dtype in _shapes():
-        runners, bytes_read = _runners(lengths, dtype)
+        runners, bytes_read = _runners(lengths, dtype, layout)
         for peer, runner in runners.items():
             seconds = median_seconds(runner, args)["seconds"]
             lines.append(f"| {name} | {peer} | {seconds * 1e3:.2f} | "

@@ -5,6 +5,9 @@
 //     call reads DRAM);
 //   - a batch of 16 ragged sequences (512 .. 8192 tokens) in a paged bf16
 //     cache of 64-token pages, shuffled.
+// The cache is stored [B,N,H,D] (flash-attn's order; pages [page_size, H,
+// D]), or with --layout bhnd [B,H,N,D] (torch's and Hugging Face's order;
+// pages [H, page_size, D]), which the kernel reads head by head.
 // A call reads each sequence's k_len x heads_kv x (head_dim + head_dim_v)
 // cache elements; GB/s = those bytes / the best time of --repeats calls
 // (the best, not the median: the machine may be shared, and interference
@@ -69,7 +72,9 @@ struct DecodeBuffers {
   TensorView q_view, out_view;
   double bytes_read = 0.0;
 
-  explicit DecodeBuffers(const DecodeShape& s) {
+  // head_major: the cache stored [B,H,N,D] (torch's order; paged: [pages,
+  // H, page_size, D]) instead of [B,N,H,D].
+  DecodeBuffers(const DecodeShape& s, bool head_major) {
     const std::int64_t batch = static_cast<std::int64_t>(s.lens.size());
     const std::int64_t longest =
         *std::max_element(s.lens.begin(), s.lens.end());
@@ -109,10 +114,9 @@ struct DecodeBuffers {
       k = cache16.data();
       v = cache16.data() + elements;
     }
-    cache.k =
-        TensorView::Bnhd(k, s.dtype, first, second, s.heads_kv, s.head_dim);
-    cache.v =
-        TensorView::Bnhd(v, s.dtype, first, second, s.heads_kv, s.head_dim);
+    const auto view = head_major ? TensorView::Bhnd : TensorView::Bnhd;
+    cache.k = view(k, s.dtype, first, second, s.heads_kv, s.head_dim);
+    cache.v = view(v, s.dtype, first, second, s.heads_kv, s.head_dim);
     cache.seqlens = s.lens;
     q.assign(batch * s.heads_q * s.head_dim, 0.1f);
     out.assign(q.size(), 0.0f);
@@ -182,12 +186,14 @@ int RunDecodeBench(const BenchFlags& flags) {
         "threads)\n",
         peak.cpu.c_str(), peak.target.c_str(), peak.dram_gbs_one,
         peak.dram_gbs_all, peak.threads);
-    std::printf("%-38s %7s %10s %10s %8s %10s\n", "name", "threads", "best ms",
+    std::printf("%-40s %7s %10s %10s %8s %10s\n", "name", "threads", "best ms",
                 "GB/s", "% DRAM", "cpu ms");
   }
+  const bool head_major = flags.layout == "bhnd";
   for (const DecodeShape& shape :
        DecodeShapes(flags.seq_k > 0 ? flags.seq_k : 32768)) {
-    DecodeBuffers buffers(shape);
+    DecodeBuffers buffers(shape, head_major);
+    const std::string name = shape.name + (head_major ? " bhnd" : "");
     for (int threads : thread_counts) {
       DecodeTiming timing;
       if (const int code = TimeDecode(buffers, threads, flags, &timing);
@@ -200,7 +206,8 @@ int RunDecodeBench(const BenchFlags& flags) {
       const double pct = 100.0 * timing.gbs / dram;
       if (flags.json) {
         nlohmann::json row;
-        row["name"] = shape.name;
+        row["name"] = name;
+        row["layout"] = flags.layout;
         row["mode"] = "decode";
         row["dtype"] = DTypeName(shape.dtype);
         row["batch"] = shape.lens.size();
@@ -222,7 +229,7 @@ int RunDecodeBench(const BenchFlags& flags) {
         std::cout << row.dump() << std::endl;
         continue;
       }
-      std::printf("%-38s %7d %10.3f %10.1f %8.1f %10.3f\n", shape.name.c_str(),
+      std::printf("%-40s %7d %10.3f %10.1f %8.1f %10.3f\n", name.c_str(),
                   threads, timing.best_seconds * 1e3, timing.gbs, pct,
                   timing.best_cpu_seconds * 1e3);
       std::fflush(stdout);

@@ -119,7 +119,8 @@ void AddBench(CLI::App& app, BenchFlags& f) {
                   "(fp32 micro-kernels)")
       ->check(CLI::IsMember({"auto", "dot", "widen"}))
       ->capture_default_str();
-  cmd->add_option("--layout", f.layout, "Memory order of q, k, v, out")
+  cmd->add_option("--layout", f.layout,
+                  "Memory order of q, k, v, out (with --decode: of the cache)")
       ->check(CLI::IsMember({"bnhd", "bhnd"}))
       ->capture_default_str();
   cmd->add_option("--threads", f.threads, "Worker threads, 0 = one per core")

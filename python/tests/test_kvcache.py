@@ -110,6 +110,32 @@ def test_options_match_the_oracle(options: Any) -> None:
     assert relative_error(out, ref_out) < TOLERANCE
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_head_major_cache_views(dtype: torch.dtype) -> None:
+    """A cache held as [B, H, N, D] (Hugging Face's) passed as its transposed
+    view: read in place, matching the oracle, and bitwise equal to the same
+    cache in flash-attn's order (a row's arithmetic does not depend on the
+    layout, only the kernel's order of reading does)."""
+    torch.manual_seed(3)
+    lengths = [70, 0, 33]
+    q = torch.randn(3, 2, 12, 24)
+    k_heads = torch.randn(3, 3, 70, 24).to(dtype)  # 3 kv heads: items of 2 and 1
+    v_heads = torch.randn(3, 3, 70, 24).to(dtype)
+    seqlens = torch.tensor(lengths, dtype=torch.int32)
+    k_view, v_view = k_heads.transpose(1, 2), v_heads.transpose(1, 2)
+    out, lse = salience.flash_attn_with_kvcache(q, k_view, v_view, cache_seqlens=seqlens,
+                                                causal=True, return_softmax_lse=True)
+    flash_out, flash_lse = salience.flash_attn_with_kvcache(
+        q, k_view.contiguous(), v_view.contiguous(), cache_seqlens=seqlens, causal=True,
+        return_softmax_lse=True)
+    assert torch.equal(out, flash_out) and torch.equal(lse, flash_lse)
+    ref_out, ref_lse = _oracle(q, k_view, v_view, lengths, None, causal=True)
+    assert relative_error(out, ref_out) < TOLERANCE
+    finite = ref_lse.isfinite()
+    assert relative_error(lse[finite], ref_lse[finite]) < TOLERANCE
+    assert torch.all(lse[~finite] == float("-inf"))
+
+
 def test_numpy_cache_and_half_queries() -> None:
     rng = np.random.default_rng(2)
     q = rng.standard_normal((1, 1, 2, 8), dtype=np.float32)

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/half.h"
+#include "core/validate_decode.h"
 #include "kernels/simd/forward.h"
 #include "salience/decode.h"
 
@@ -360,15 +361,16 @@ TEST(DecodeTest, LongCachesHeadDim128) {
 }
 
 // A heads-major cache ([B, H, N, D] memory): each head's rows are read and
-// requested on their own; 4-row groups (the 4-key score blocks), 6 rows
-// (one block and two rows left), 8 rows, and key counts that leave 1-3
-// keys after the last whole group of 4.
+// requested on their own, in items of two kv heads and one (3 kv heads);
+// 4-row groups (the 4-key score blocks), 6 rows (one block and two rows
+// left; 12 rows per item leave padding lanes), 16 rows, and key counts
+// that leave 1-3 keys after the last whole group of 4.
 TEST(DecodeTest, HeadsMajorCache) {
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
     for (const std::int64_t group : {2, 3, 8}) {
       DecodeCase c;
       c.heads_major_cache = true;
-      c.heads_kv = 2, c.heads_q = 2 * group, c.seq_q = 2;
+      c.heads_kv = 3, c.heads_q = 3 * group, c.seq_q = 2;
       c.head_dim = 64, c.head_dim_v = 64;
       c.cache_lens = {2101, 66, 0, 35};
       c.seqlen_new = group == 3 ? 1 : 0;
@@ -376,6 +378,80 @@ TEST(DecodeTest, HeadsMajorCache) {
       c.dtype = dtype;
       CheckCase(c, "heads-major " + std::string(DTypeLabel(dtype)) +
                        " group " + std::to_string(group));
+    }
+  }
+}
+
+// Items take every kv head where a key's heads are adjacent, and at most
+// simd::kHeadMajorHeads where the cache is head-major.
+TEST(DecodeTest, PlanGroupsHeadsByLayout) {
+  for (const bool heads_major : {false, true}) {
+    DecodeCase c;
+    c.heads_major_cache = heads_major;
+    c.heads_kv = 5, c.heads_q = 20;
+    c.cache_lens = {static_cast<std::int32_t>(simd::kSplitKeys) + 3};
+    DecodeData data(c);
+    std::vector<float> out(c.heads_q * c.head_dim_v);
+    const TensorView q = data.Attention(data.q.data(), DType::kF32, c.seq_q,
+                                        c.heads_q, c.head_dim, false);
+    const TensorView out_view = data.Attention(
+        out.data(), DType::kF32, c.seq_q, c.heads_q, c.head_dim_v, false);
+    core::DecodeProblem problem;
+    ASSERT_TRUE(core::ValidateDecode(q, data.Cache(data.k_cache, data.v_cache),
+                                     out_view, c.options, nullptr, &problem)
+                    .ok());
+    const simd::DecodePlan plan = simd::PlanDecode(problem);
+    const std::int64_t most = heads_major ? simd::kHeadMajorHeads : 5;
+    std::vector<std::int64_t> heads_seen(c.heads_kv, 0);
+    for (const simd::DecodeItem& item : plan.items) {
+      EXPECT_EQ(item.head_end - item.head_begin,
+                std::min(most, c.heads_kv - item.head_begin))
+          << (heads_major ? "heads-major" : "flash-attn layout");
+      for (std::int64_t g = item.head_begin; g < item.head_end; ++g)
+        ++heads_seen[g];
+    }
+    // Two splits of every head, each once.
+    for (std::int64_t g = 0; g < c.heads_kv; ++g) EXPECT_EQ(heads_seen[g], 2);
+  }
+}
+
+// A row's arithmetic does not depend on how many heads its item holds, so
+// the same cache in either layout gives bitwise the same out and lse
+// (including rows of items with padding lanes).
+TEST(DecodeTest, LayoutsGiveBitwiseEqualResults) {
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    DecodeCase c;
+    c.heads_kv = 5, c.heads_q = 15, c.seq_q = 3;
+    c.head_dim = 48, c.head_dim_v = 48;
+    c.cache_lens = {static_cast<std::int32_t>(simd::kSplitKeys) + 70, 33};
+    c.options.causal = Causal::kBottomRight;
+    c.dtype = dtype;
+    DecodeData flash(c);
+    c.heads_major_cache = true;
+    DecodeData heads_major(c);
+    // The same values: copy each key's rows into the head-major order.
+    for (std::int64_t b = 0; b < c.batch(); ++b) {
+      for (std::int64_t j = 0; j < c.cache_lens[b]; ++j) {
+        for (std::int64_t e = 0; e < c.heads_kv * c.head_dim; ++e) {
+          heads_major.k_cache.Set(
+              heads_major.CacheIndex(b, j, e, c.head_dim),
+              flash.k_cache.Get(flash.CacheIndex(b, j, e, c.head_dim)));
+          heads_major.v_cache.Set(
+              heads_major.CacheIndex(b, j, e, c.head_dim_v),
+              flash.v_cache.Get(flash.CacheIndex(b, j, e, c.head_dim_v)));
+        }
+      }
+    }
+    for (std::int64_t target : simd::RunnableTargets()) {
+      simd::ScopedTarget scoped(target);
+      const Outputs a = RunDecode(flash, false, 2);
+      const Outputs b = RunDecode(heads_major, false, 2);
+      EXPECT_EQ(0, std::memcmp(a.out.data(), b.out.data(),
+                               a.out.size() * sizeof(float)))
+          << DTypeLabel(dtype) << " [" << simd::TargetName(target) << "]";
+      EXPECT_EQ(0, std::memcmp(a.lse.data(), b.lse.data(),
+                               a.lse.size() * sizeof(float)))
+          << DTypeLabel(dtype) << " [" << simd::TargetName(target) << "]";
     }
   }
 }

@@ -144,7 +144,20 @@ inline void BlockSoftmax(const ItemRows& rows, std::int64_t start,
   const core::Problem& p = rows.d->attn;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const bool mods = p.has_score_mods();
-  for (std::size_t L = 0; L < row_stride; ++L) {
+  // The padding rows after the last vector's live rows see no keys: one
+  // masked store per key (the products never write them).
+  const auto count = static_cast<std::size_t>(rows.count());
+  if (count < row_stride) {
+    const DF d;
+    constexpr std::size_t N = DecodeTraits::kLanes;
+    const std::size_t last = row_stride - N;
+    const auto padding = hn::Not(hn::FirstN(d, count - last));
+    const VF hidden = hn::Set(d, kNegInf);
+    for (std::size_t j = 0; j < n; ++j) {
+      hn::BlendedStore(hidden, padding, d, sc.s_tile + j * row_stride + last);
+    }
+  }
+  for (std::size_t L = 0; L < count; ++L) {
     float* s = sc.s_tile + L;
     const core::KeyRange keys = sc.ranges[L];
     const std::int64_t lo = std::clamp<std::int64_t>(keys.begin - start, 0, n);

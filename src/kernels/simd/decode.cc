@@ -95,18 +95,32 @@ HWY_EXPORT(DecodeImpl);
 
 namespace {
 
+// Whether a key's kv heads lie back to back in both K and V (flash-attn's
+// [batch, seq, heads, dim] and the paged layouts), so that an item of
+// several heads reads each key's row as one span.
+bool HeadsAdjacent(const core::DecodeProblem& d) {
+  const auto adjacent = [](const TensorView& t, std::int64_t dim) {
+    return t.strides[3] == 1 && t.strides[2] == dim;
+  };
+  return adjacent(d.cache.k, d.attn.head_dim) &&
+         adjacent(d.cache.v, d.attn.head_dim_v);
+}
+
 // The row sets of sequence b: kv heads grouped so that an item holds at
-// most kDecodeRowBudget rows, or one head's rows cut into tiles of that many.
+// most kDecodeRowBudget rows, and at most kHeadMajorHeads heads where a
+// key's heads are not adjacent (decode.h); a head's rows beyond the budget
+// are cut into tiles of that many.
 void PlanSequence(const core::DecodeProblem& d, std::int64_t b,
-                  DecodePlan* plan) {
+                  bool heads_adjacent, DecodePlan* plan) {
   const core::Problem& p = d.attn;
   const core::SeqSpan seq = p.Seq(b);
   const std::int64_t group = p.group_size();
   const std::int64_t head_rows = group * seq.q_len;
   if (head_rows == 0) return;
   const std::int64_t tile_rows = std::min(head_rows, kDecodeRowBudget);
-  const std::int64_t heads_per_item =
-      std::clamp<std::int64_t>(kDecodeRowBudget / head_rows, 1, p.heads_kv);
+  const std::int64_t heads_per_item = std::clamp<std::int64_t>(
+      kDecodeRowBudget / head_rows, 1,
+      heads_adjacent ? p.heads_kv : std::min(p.heads_kv, kHeadMajorHeads));
   for (std::int64_t g = 0; g < p.heads_kv; g += heads_per_item) {
     const std::int64_t g_end = std::min(p.heads_kv, g + heads_per_item);
     for (std::int64_t row = 0; row < head_rows; row += tile_rows) {
@@ -182,7 +196,9 @@ void MergeSplits(const core::DecodeProblem& d, const DecodePlan& plan,
 
 DecodePlan PlanDecode(const core::DecodeProblem& d) {
   DecodePlan plan;
-  for (std::int64_t b = 0; b < d.attn.num_seqs; ++b) PlanSequence(d, b, &plan);
+  const bool heads_adjacent = HeadsAdjacent(d);
+  for (std::int64_t b = 0; b < d.attn.num_seqs; ++b)
+    PlanSequence(d, b, heads_adjacent, &plan);
   return plan;
 }
 
