@@ -7,7 +7,7 @@
 //     cache of 64-token pages, shuffled.
 // The cache is stored [B,N,H,D] (flash-attn's order; pages [page_size, H,
 // D]), or with --layout bhnd [B,H,N,D] (torch's and Hugging Face's order;
-// pages [H, page_size, D]), which the kernel reads head by head.
+// pages [H, page_size, D]), which the kernel reads two heads at a time.
 // A call reads each sequence's k_len x heads_kv x (head_dim + head_dim_v)
 // cache elements; GB/s = those bytes / the best time of --repeats calls
 // (the best, not the median: the machine may be shared, and interference
