@@ -149,7 +149,12 @@ struct DecodeData {
   std::int64_t CacheIndex(std::int64_t b, std::int64_t j, std::int64_t e,
                           std::int64_t dim) const {
     if (c.heads_major_cache) {
-      return ((b * c.heads_kv + e / dim) * capacity + j) * dim + e % dim;
+      // [B, H, capacity, dim], or pages as [H, page_size, dim].
+      const std::int64_t extent = c.page_size > 0 ? c.page_size : capacity;
+      const std::int64_t row = CacheRow(b, j);
+      return ((row / extent * c.heads_kv + e / dim) * extent + row % extent) *
+                 dim +
+             e % dim;
     }
     return CacheRow(b, j) * c.heads_kv * dim + e;
   }
@@ -360,8 +365,9 @@ TEST(DecodeTest, LongCachesHeadDim128) {
   }
 }
 
-// A heads-major cache ([B, H, N, D] memory): each head's rows are read and
-// requested on their own, in items of two kv heads and one (3 kv heads);
+// A heads-major cache ([B, H, N, D] memory, or pages stored [H, page_size,
+// D]): each head's rows are read and requested on their own, in items of
+// two kv heads and one (3 kv heads);
 // 4-row groups (the 4-key score blocks), 6 rows (one block and two rows
 // left; 12 rows per item leave padding lanes), 16 rows, and key counts
 // that leave 1-3 keys after the last whole group of 4.
@@ -377,6 +383,10 @@ TEST(DecodeTest, HeadsMajorCache) {
       c.options.causal = Causal::kBottomRight;
       c.dtype = dtype;
       CheckCase(c, "heads-major " + std::string(DTypeLabel(dtype)) +
+                       " group " + std::to_string(group));
+      // Pages stored [H, page_size, D]: each page's heads on their own.
+      c.page_size = 16;
+      CheckCase(c, "heads-major pages " + std::string(DTypeLabel(dtype)) +
                        " group " + std::to_string(group));
     }
   }
