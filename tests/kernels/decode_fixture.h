@@ -1,0 +1,265 @@
+// The fixture of the decode tests: a random case (DecodeCase) and its
+// buffers (DecodeData: q, a contiguous or paged cache in flash-attn's or the
+// heads-major layout, appended rows), one call of the fast path or the fp64
+// reference on fresh copies of the cache (RunDecode), and the comparison of
+// the two (ExpectClose, CheckCase under every SIMD target).
+//
+// Cache rows a sequence must not read (past its length, in pages it does not
+// own) hold NaN, so a kernel that reads them poisons its result.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "kernels/simd/forward.h"
+#include "salience/decode.h"
+
+namespace salience::decode_testing {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+struct DecodeCase {
+  std::int64_t seq_q = 1, heads_q = 4, heads_kv = 2;
+  std::int64_t head_dim = 32, head_dim_v = 32;
+  std::vector<std::int32_t> cache_lens = {5, 40};  // one per sequence
+  std::int64_t seqlen_new = 0;
+  std::int64_t page_size = 0;  // 0: contiguous cache
+  DType dtype = DType::kF32;
+  bool strided_q = false;  // q and out as [B, H, N, D] memory
+  // A contiguous cache as [B, H, N, D] memory (Hugging Face's layout): a
+  // key's heads are not back to back.
+  bool heads_major_cache = false;
+  AttentionOptions options;
+  std::uint64_t seed = 7;
+
+  std::int64_t batch() const {
+    return static_cast<std::int64_t>(cache_lens.size());
+  }
+};
+
+// A 16-bit or fp32 buffer of elements, filled with values rounded to dtype.
+struct Elements {
+  DType dtype = DType::kF32;
+  std::vector<std::uint8_t> bytes;
+  void Resize(DType t, std::int64_t count) {
+    dtype = t;
+    bytes.assign(static_cast<std::size_t>(count) * DTypeSize(t), 0);
+  }
+  void* data() { return bytes.data(); }
+  void Set(std::int64_t at, float value) {
+    TensorView view;
+    view.data = bytes.data();
+    view.dtype = dtype;
+    core::StoreFloat(view, at, value);
+  }
+  float Get(std::int64_t at) const {
+    TensorView view;
+    view.data = const_cast<std::uint8_t*>(bytes.data());
+    view.dtype = dtype;
+    return core::LoadFloat(view, at);
+  }
+};
+
+// Every tensor of a case: the cache (contiguous or paged), the new rows,
+// q, and the block table.
+struct DecodeData {
+  DecodeCase c;
+  std::vector<float> q;
+  Elements k_cache, v_cache, k_new, v_new;
+  std::vector<std::int32_t> block_table;
+  std::int64_t capacity = 0, max_pages = 0, num_pages = 0;
+
+  explicit DecodeData(const DecodeCase& dc) : c(dc) {
+    std::mt19937_64 rng(c.seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const std::int64_t b_count = c.batch();
+    std::int64_t longest = 0;
+    for (std::int32_t len : c.cache_lens)
+      longest = std::max<std::int64_t>(longest, len);
+    capacity = longest + c.seqlen_new + 3;
+    q.resize(b_count * c.seq_q * c.heads_q * c.head_dim);
+    for (float& x : q) x = normal(rng);
+    const std::int64_t k_row = c.heads_kv * c.head_dim,
+                       v_row = c.heads_kv * c.head_dim_v;
+    std::int64_t rows = b_count * capacity;
+    if (c.page_size > 0) {
+      max_pages = (capacity + c.page_size - 1) / c.page_size;
+      num_pages = b_count * max_pages + 2;  // two pages nobody owns
+      rows = num_pages * c.page_size;
+      // Pages in shuffled order; table entries past a sequence's last
+      // needed page are invalid (-1): they must never be looked at.
+      std::vector<std::int32_t> ids(num_pages);
+      std::iota(ids.begin(), ids.end(), 0);
+      std::shuffle(ids.begin(), ids.end(), rng);
+      block_table.assign(b_count * max_pages, -1);
+      std::size_t next = 0;
+      for (std::int64_t b = 0; b < b_count; ++b) {
+        const std::int64_t len = c.cache_lens[b] + c.seqlen_new;
+        for (std::int64_t p = 0; p < (len + c.page_size - 1) / c.page_size;
+             ++p) {
+          block_table[b * max_pages + p] = ids[next++];
+        }
+      }
+    }
+    k_cache.Resize(c.dtype, rows * k_row);
+    v_cache.Resize(c.dtype, rows * v_row);
+    for (std::int64_t e = 0; e < rows * k_row; ++e) k_cache.Set(e, kNaN);
+    for (std::int64_t e = 0; e < rows * v_row; ++e) v_cache.Set(e, kNaN);
+    for (std::int64_t b = 0; b < b_count; ++b) {
+      for (std::int64_t j = 0; j < c.cache_lens[b]; ++j) {
+        for (std::int64_t e = 0; e < k_row; ++e)
+          k_cache.Set(CacheIndex(b, j, e, c.head_dim), normal(rng));
+        for (std::int64_t e = 0; e < v_row; ++e)
+          v_cache.Set(CacheIndex(b, j, e, c.head_dim_v), normal(rng));
+      }
+    }
+    if (c.seqlen_new > 0) {
+      k_new.Resize(c.dtype, b_count * c.seqlen_new * k_row);
+      v_new.Resize(c.dtype, b_count * c.seqlen_new * v_row);
+      for (std::int64_t e = 0; e < b_count * c.seqlen_new * k_row; ++e)
+        k_new.Set(e, normal(rng));
+      for (std::int64_t e = 0; e < b_count * c.seqlen_new * v_row; ++e)
+        v_new.Set(e, normal(rng));
+    }
+  }
+
+  // Row (on the cache's flattened first two axes) of key j of sequence b.
+  std::int64_t CacheRow(std::int64_t b, std::int64_t j) const {
+    if (c.page_size == 0) return b * capacity + j;
+    return std::int64_t{block_table[b * max_pages + j / c.page_size]} *
+               c.page_size +
+           j % c.page_size;
+  }
+
+  // Element index of element e (head e / dim, column e % dim) of key j of
+  // sequence b in a cache whose rows hold `dim` columns per head.
+  std::int64_t CacheIndex(std::int64_t b, std::int64_t j, std::int64_t e,
+                          std::int64_t dim) const {
+    if (c.heads_major_cache) {
+      // [B, H, capacity, dim], or pages as [H, page_size, dim].
+      const std::int64_t extent = c.page_size > 0 ? c.page_size : capacity;
+      const std::int64_t row = CacheRow(b, j);
+      return ((row / extent * c.heads_kv + e / dim) * extent + row % extent) *
+                 dim +
+             e % dim;
+    }
+    return CacheRow(b, j) * c.heads_kv * dim + e;
+  }
+
+  TensorView Attention(void* data, DType t, std::int64_t seq,
+                       std::int64_t heads, std::int64_t dim,
+                       bool strided) const {
+    return strided ? TensorView::Bhnd(data, t, c.batch(), seq, heads, dim)
+                   : TensorView::Bnhd(data, t, c.batch(), seq, heads, dim);
+  }
+
+  // The cache views over (copies of) the cache buffers.
+  KvCache Cache(Elements& k, Elements& v) {
+    KvCache cache;
+    const std::int64_t first = c.page_size > 0 ? num_pages : c.batch();
+    const std::int64_t second = c.page_size > 0 ? c.page_size : capacity;
+    const auto view = c.heads_major_cache ? TensorView::Bhnd : TensorView::Bnhd;
+    cache.k = view(k.data(), c.dtype, first, second, c.heads_kv, c.head_dim);
+    cache.v = view(v.data(), c.dtype, first, second, c.heads_kv, c.head_dim_v);
+    cache.seqlens = c.cache_lens;
+    if (c.page_size > 0) {
+      cache.block_table = {block_table.data(), c.batch(), max_pages, max_pages};
+    }
+    if (c.seqlen_new > 0) {
+      cache.k_new = TensorView::Bnhd(k_new.data(), c.dtype, c.batch(),
+                                     c.seqlen_new, c.heads_kv, c.head_dim);
+      cache.v_new = TensorView::Bnhd(v_new.data(), c.dtype, c.batch(),
+                                     c.seqlen_new, c.heads_kv, c.head_dim_v);
+    }
+    return cache;
+  }
+};
+
+struct Outputs {
+  std::vector<float> out, lse;
+  Elements k, v;  // the cache after the call
+};
+
+// Runs the fast path (reference = false) or the reference on fresh copies
+// of the cache; out starts as NaN so every element must be written.
+inline Outputs RunDecode(DecodeData& data, bool reference, int threads = 1) {
+  const DecodeCase& c = data.c;
+  Outputs result;
+  result.k = data.k_cache;
+  result.v = data.v_cache;
+  result.out.assign(c.batch() * c.seq_q * c.heads_q * c.head_dim_v, kNaN);
+  result.lse.assign(c.batch() * c.heads_q * c.seq_q, kNaN);
+  const TensorView q = data.Attention(data.q.data(), DType::kF32, c.seq_q,
+                                      c.heads_q, c.head_dim, c.strided_q);
+  const TensorView out = data.Attention(result.out.data(), DType::kF32, c.seq_q,
+                                        c.heads_q, c.head_dim_v, c.strided_q);
+  const TensorView lse = TensorView::Contiguous(
+      result.lse.data(), DType::kF32, 3, {c.batch(), c.heads_q, c.seq_q});
+  AttentionOptions options = c.options;
+  options.num_threads = threads;
+  const KvCache cache = data.Cache(result.k, result.v);
+  const Status status =
+      reference ? AttentionWithKvCacheReference(q, cache, out, options, &lse)
+                : AttentionWithKvCache(q, cache, out, options, &lse);
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  return result;
+}
+
+// Largest |fast - ref| over out, relative to the reference's magnitude,
+// and over lse (absolute, with lse's magnitude).
+inline void ExpectClose(const Outputs& fast, const Outputs& ref,
+                 const std::string& what) {
+  double out_scale = 1.0, out_error = 0.0, lse_error = 0.0;
+  for (float x : ref.out) out_scale = std::max(out_scale, std::fabs(double{x}));
+  for (std::size_t e = 0; e < ref.out.size(); ++e) {
+    ASSERT_FALSE(std::isnan(fast.out[e]))
+        << what << ": out[" << e << "] is NaN";
+    out_error =
+        std::max(out_error, std::fabs(double{fast.out[e]} - ref.out[e]));
+  }
+  for (std::size_t e = 0; e < ref.lse.size(); ++e) {
+    if (ref.lse[e] == kNegInf) {
+      ASSERT_EQ(fast.lse[e], kNegInf) << what << ": lse[" << e << "]";
+      continue;
+    }
+    lse_error =
+        std::max(lse_error, std::fabs(double{fast.lse[e]} - ref.lse[e]) /
+                                std::max(1.0, std::fabs(double{ref.lse[e]})));
+  }
+  EXPECT_LE(out_error / out_scale, 2e-5) << what;
+  EXPECT_LE(lse_error, 2e-5) << what;
+}
+
+// The fast path under every runnable target against the reference, and the
+// cache after the append identical between them.
+inline void CheckCase(const DecodeCase& c, const std::string& what) {
+  DecodeData data(c);
+  const Outputs ref = RunDecode(data, true);
+  for (std::int64_t target : simd::RunnableTargets()) {
+    simd::ScopedTarget scoped(target);
+    const std::string name = what + " [" + simd::TargetName(target) + "]";
+    const Outputs fast = RunDecode(data, false);
+    ExpectClose(fast, ref, name);
+    EXPECT_EQ(0, std::memcmp(fast.k.bytes.data(), ref.k.bytes.data(),
+                             ref.k.bytes.size()))
+        << name << ": k cache after append";
+    EXPECT_EQ(0, std::memcmp(fast.v.bytes.data(), ref.v.bytes.data(),
+                             ref.v.bytes.size()))
+        << name << ": v cache after append";
+  }
+}
+
+inline const char* DTypeLabel(DType t) { return DTypeName(t); }
+
+}  // namespace salience::decode_testing
