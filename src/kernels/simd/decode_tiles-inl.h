@@ -15,6 +15,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -106,10 +107,27 @@ class Prefetcher {
     if (keys_ > 0) Seek();
   }
 
-  // Asks for the next kLines lines.
-  template <std::size_t kLines>
+  // Asks for the next kLines lines: back to back, or kSpaced, one at a
+  // time with the offset passed through memory, so that each request waits
+  // for the previous one's store (store-to-load forwarding, about 5
+  // cycles). fp32 products ask for twice the lines per FMA of 16-bit ones;
+  // on Zen 5 their back-to-back requests read 21.5-22.7 GB/s, spaced ones
+  // 29.3-30.4 (one thread, B=1, heads 32/8, D=128, 32k keys, alternated
+  // rounds), while spacing costs bf16 10% (29.6-30.2 -> 25.8-27.2), whose
+  // arithmetic is the limit (docs/design.md).
+  template <std::size_t kLines, bool kSpaced = false>
   HWY_INLINE void Step() {
     if (key_ >= keys_) return;
+    if constexpr (kSpaced) {
+      std::atomic_ref<std::size_t> offset(offset_);
+      for (std::size_t i = 0; i < kLines && key_ < keys_; ++i) {
+        const std::size_t at = offset.load(std::memory_order_relaxed);
+        hwy::Prefetch(at_ + at);
+        offset.store(at + kLine, std::memory_order_relaxed);
+        if (at + kLine >= span_) Advance();
+      }
+      return;
+    }
     if (offset_ + kLines * kLine <= span_) {
       for (std::size_t i = 0; i < kLines; ++i)
         hwy::Prefetch(at_ + offset_ + i * kLine);
@@ -161,10 +179,17 @@ class Prefetcher {
   Part parts_[2] = {};
   std::int64_t first_head_ = 0;
   std::size_t keys_ = 0;
-  std::size_t key_ = 0, span_index_ = 0, offset_ = 0, span_ = 0;
+  std::size_t key_ = 0, span_index_ = 0, span_ = 0;
+  alignas(std::atomic_ref<std::size_t>::required_alignment) std::size_t
+      offset_ = 0;
   int part_ = 0;
   const char* at_ = nullptr;
 };
+
+// Whether the products of a T cache space their requests (Prefetcher::
+// Step): fp32 caches.
+template <typename T>
+inline constexpr bool kSpacedRequests = sizeof(T) == 4;
 
 // Lines of the cache that `elements` elements of T cover (at least one:
 // a step that reads less than a line asks for a whole one, so the
@@ -298,7 +323,7 @@ HWY_INLINE void QkQuad(const float* HWY_RESTRICT q, std::size_t d_pad,
   VF acc[16];  // acc[4 r + j]: row r, key j
   for (std::size_t i = 0; i < 16; ++i) acc[i] = hn::Zero(d);
   for (std::size_t c = 0; c < d_pad; c += N) {
-    prefetch.Step<LinesOf<T>(4 * N)>();
+    prefetch.Step<LinesOf<T>(4 * N), kSpacedRequests<T>>();
     const VF key[4] = {LoadF32(k0 + c), LoadF32(k1 + c), LoadF32(k2 + c),
                        LoadF32(k3 + c)};
 #pragma GCC unroll 4
@@ -422,7 +447,7 @@ HWY_INLINE void PvTile(const float* HWY_RESTRICT p, std::size_t p_stride,
       acc[r][c] = hn::Load(d, o + r * dv_pad + c * N);
   }
   for (std::size_t j = 0; j < n; ++j) {
-    prefetch.Step<LinesOf<T>(kVecs * N)>();
+    prefetch.Step<LinesOf<T>(kVecs * N), kSpacedRequests<T>>();
     VF value[kVecs];
     for (std::size_t c = 0; c < kVecs; ++c)
       value[c] = LoadF32(v + rows_at[j] + c * N);
