@@ -38,12 +38,12 @@ def _runners(lengths: List[int], dtype: torch.dtype,
     # The cache in memory as [B, N, H, D] (flash-attn's order) or [B, H, N, D]
     # (torch's and Hugging Face's); both peers get views of the same tensors
     # (no copy): salience takes [B, N, H, D] views, torch [B, H, N, D].
-    if layout == "bhnd":
-        k_cache = torch.randn(batch, HEADS_KV, longest, HEAD_DIM).to(dtype).transpose(1, 2)
-        v_cache = torch.randn(batch, HEADS_KV, longest, HEAD_DIM).to(dtype).transpose(1, 2)
-    else:
-        k_cache = torch.randn(batch, longest, HEADS_KV, HEAD_DIM).to(dtype)
-        v_cache = torch.randn(batch, longest, HEADS_KV, HEAD_DIM).to(dtype)
+    def cache() -> torch.Tensor:
+        if layout == "bhnd":
+            return torch.randn(batch, HEADS_KV, longest, HEAD_DIM).to(dtype).transpose(1, 2)
+        return torch.randn(batch, longest, HEADS_KV, HEAD_DIM).to(dtype)
+
+    k_cache, v_cache = cache(), cache()
     q = torch.randn(batch, 1, HEADS_Q, HEAD_DIM).to(dtype)
     seqlens = torch.tensor(lengths, dtype=torch.int32)
     k_t, v_t, q_t = k_cache.transpose(1, 2), v_cache.transpose(1, 2), q.transpose(1, 2)

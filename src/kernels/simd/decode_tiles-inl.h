@@ -111,39 +111,43 @@ class Prefetcher {
   // time with the offset passed through memory, so that each request waits
   // for the previous one's store (store-to-load forwarding, about 5
   // cycles). fp32 products ask for twice the lines per FMA of 16-bit ones;
-  // on Zen 5 their back-to-back requests read 21.5-22.7 GB/s, spaced ones
-  // 29.3-30.4 (one thread, B=1, heads 32/8, D=128, 32k keys, alternated
-  // rounds), while spacing costs bf16 10% (29.6-30.2 -> 25.8-27.2), whose
-  // arithmetic is the limit (docs/design.md).
+  // on Zen 5 their back-to-back requests read 21.8-22.7 GB/s, spaced ones
+  // 25.2-30.4 (one thread, B=1, heads 32/8, D=128, 32k keys, four
+  // alternated rounds), while spacing costs bf16 10% (29.6-30.2 ->
+  // 25.8-27.2), whose arithmetic is the limit (docs/design.md).
   template <std::size_t kLines, bool kSpaced = false>
   HWY_INLINE void Step() {
     if (key_ >= keys_) return;
     if constexpr (kSpaced) {
-      std::atomic_ref<std::size_t> offset(offset_);
-      for (std::size_t i = 0; i < kLines && key_ < keys_; ++i) {
-        const std::size_t at = offset.load(std::memory_order_relaxed);
-        hwy::Prefetch(at_ + at);
-        offset.store(at + kLine, std::memory_order_relaxed);
-        if (at + kLine >= span_) Advance();
-      }
-      return;
-    }
-    if (offset_ + kLines * kLine <= span_) {
+      Lines<true>(kLines);
+    } else if (offset_ + kLines * kLine <= span_) {
       for (std::size_t i = 0; i < kLines; ++i)
         hwy::Prefetch(at_ + offset_ + i * kLine);
       offset_ += kLines * kLine;
       if (offset_ == span_) Advance();
-      return;
+    } else {
+      Lines(kLines);
     }
-    Lines(kLines);
   }
 
-  // Asks for the next `lines` lines, one at a time.
+  // Asks for the next `lines` lines, one at a time; kThroughMemory: each
+  // offset loaded and stored as a relaxed atomic (a temporary reference per
+  // access), which the compiler cannot keep in a register (the spacing of
+  // Step<kLines, true>).
+  template <bool kThroughMemory = false>
   void Lines(std::size_t lines) {
+    using Ref = std::atomic_ref<std::size_t>;
     for (; lines > 0 && key_ < keys_; --lines) {
-      hwy::Prefetch(at_ + offset_);
-      offset_ += kLine;
-      if (offset_ >= span_) Advance();
+      const std::size_t at = kThroughMemory
+                                 ? Ref(offset_).load(std::memory_order_relaxed)
+                                 : offset_;
+      hwy::Prefetch(at_ + at);
+      if constexpr (kThroughMemory) {
+        Ref(offset_).store(at + kLine, std::memory_order_relaxed);
+      } else {
+        offset_ = at + kLine;
+      }
+      if (at + kLine >= span_) Advance();
     }
   }
 
