@@ -82,13 +82,13 @@ HWY_INLINE const float* RowAsF32(const T* HWY_RESTRICT src, std::int64_t stride,
 }
 
 // Asks for the next block's cache lines while a block is computed, in
-// cache order (for each key its K row, then its V row; within a row the
-// item's heads in order) and at the pace the products read: each step of
-// a product asks for as many lines as it reads. DRAM then sees front-to-
-// back streams whatever order the products read in, and no request waits
-// long behind a burst of others. Every line needs its own request: the
-// hardware prefetchers do not follow the products' order across 4 KiB
-// pages (docs/design.md).
+// cache order (the K rows of the block's keys, then their V rows; within a
+// row the item's heads in order) and at the pace the products read: each
+// step of a product asks for as many lines as it reads. DRAM then sees
+// front-to-back streams whatever order the products read in, and no
+// request waits long behind a burst of others. Every line needs its own
+// request: the hardware prefetchers do not follow the products' order
+// across 4 KiB pages (docs/design.md).
 class Prefetcher {
  public:
   struct Part {
@@ -154,8 +154,8 @@ class Prefetcher {
  private:
   static constexpr std::size_t kLine = 64;
 
-  // The next span: the next head of the row, else the V row of the key,
-  // else the next key's K row.
+  // The next span: the next head of the row, else the next key's row of
+  // the part, else (after the last key's K row) the first key's V row.
   void Advance() {
     offset_ = 0;
     const Part& part = parts_[part_];
@@ -164,9 +164,9 @@ class Prefetcher {
       return;
     }
     span_index_ = 0;
-    if (++part_ == 2) {
-      part_ = 0;
-      ++key_;
+    if (++key_ == keys_ && part_ == 0) {
+      part_ = 1;
+      key_ = 0;
     }
     if (key_ < keys_) Seek();
   }
