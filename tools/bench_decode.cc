@@ -65,7 +65,7 @@ std::vector<DecodeShape> DecodeShapes(std::int64_t seq_k) {
 // The buffers of one shape, filled once; the cache with small values (bits
 // of a 16-bit cache are those of 0.01 * (i % 97)), its rows on cache-line
 // boundaries as torch's and serving engines' allocations are (a
-// std::vector's start 16 bytes past one: fp32 about 5% slower on Zen 5).
+// std::vector's start 16 bytes past one: about 4% slower on Zen 5).
 struct DecodeBuffers {
   std::vector<float> q, out;
   hwy::AlignedFreeUniquePtr<std::uint16_t[]> cache16;
