@@ -233,12 +233,14 @@ struct ItemCache {
   }
 };
 
-// The keys of the block being computed and of the next one: cache.k /
-// cache.v offsets of (key, head 0).
+// The keys of the block being computed and of the next one to read (this
+// item's next block, or after its last one the first block of the item
+// the thread runs next): cache.k / cache.v offsets of (key, head 0).
 struct BlockKeys {
   const std::int64_t* key_rows;
   const std::int64_t* value_rows;
   std::size_t n;
+  const DecodeItem* next_item;  // the item of the next block's rows
   const std::int64_t* next_key_rows;
   const std::int64_t* next_value_rows;
   std::size_t next_n;
@@ -246,34 +248,43 @@ struct BlockKeys {
 
 // Locates the block's keys (the first block only: later ones were located
 // with their predecessor) and the next block's, in the two halves of the
-// offset arrays.
+// offset arrays. After the item's last block the next block is the first
+// of `following` (none: nullptr), so that no item starts on a block that
+// nobody asked for.
 inline BlockKeys LocateBlock(const core::DecodeProblem& d,
                              const DecodeItem& item, std::int64_t start,
+                             const DecodeItem* following,
                              const DecodeScratch& sc) {
   constexpr std::int64_t kBlock = DecodeTraits::kKeyBlock;
-  const std::int64_t b = d.attn.Seq(item.seq).tensor_batch;
   const std::size_t at = (start - item.key_begin) / kBlock % 2 * kBlock;
   const std::size_t next_at = kBlock - at;
   const auto n = static_cast<std::size_t>(
       std::min<std::int64_t>(kBlock, item.key_end - start));
-  const auto next_n = static_cast<std::size_t>(
-      std::clamp<std::int64_t>(item.key_end - start - kBlock, 0, kBlock));
   if (start == item.key_begin) {
-    LocateKeys(d, b, start, n, sc.key_rows + at, sc.value_rows + at);
+    LocateKeys(d, d.attn.Seq(item.seq).tensor_batch, start, n,
+               sc.key_rows + at, sc.value_rows + at);
   }
-  LocateKeys(d, b, start + kBlock, next_n, sc.key_rows + next_at,
-             sc.value_rows + next_at);
-  return {sc.key_rows + at,      sc.value_rows + at,      n,
+  const DecodeItem* next_item = &item;
+  std::int64_t next_start = start + kBlock;
+  if (next_start >= item.key_end && following != nullptr) {
+    next_item = following;
+    next_start = following->key_begin;
+  }
+  const auto next_n = static_cast<std::size_t>(std::clamp<std::int64_t>(
+      next_item->key_end - next_start, 0, kBlock));
+  LocateKeys(d, d.attn.Seq(next_item->seq).tensor_batch, next_start, next_n,
+             sc.key_rows + next_at, sc.value_rows + next_at);
+  return {sc.key_rows + at,        sc.value_rows + at, n, next_item,
           sc.key_rows + next_at, sc.value_rows + next_at, next_n};
 }
 
-// The prefetcher of the block after `keys`: its keys' K and V rows, the
+// The prefetcher of the block after `keys`: its keys' K and V rows, its
 // item's heads of each, as one span per row where those heads lie back to
 // back.
 template <typename T>
 Prefetcher NextBlockPrefetcher(const ItemCache<T>& c, const BlockKeys& keys) {
-  const auto heads =
-      static_cast<std::size_t>(c.item->head_end - c.item->head_begin);
+  const DecodeItem& item = *keys.next_item;
+  const auto heads = static_cast<std::size_t>(item.head_end - item.head_begin);
   const auto part = [&](const T* base, const TensorView& t,
                         const std::int64_t* rows, std::size_t elements) {
     const std::size_t span =
@@ -290,7 +301,7 @@ Prefetcher NextBlockPrefetcher(const ItemCache<T>& c, const BlockKeys& keys) {
   };
   return Prefetcher(
       part(c.k, c.d->cache.k, keys.next_key_rows, c.depth),
-      part(c.v, c.d->cache.v, keys.next_value_rows, c.dv), c.item->head_begin,
+      part(c.v, c.d->cache.v, keys.next_value_rows, c.dv), item.head_begin,
       keys.next_n);
 }
 
@@ -402,10 +413,13 @@ void AccumulateBlock(const ItemCache<T>& c, const BlockKeys& keys,
   }
 }
 
-// One item: every block of its split, every kv head of it, in cache order.
+// One item: every block of its split, every kv head of it, in cache order;
+// its last block asks for the first block of `following` (the item this
+// thread runs next, or nullptr).
 template <typename T>
 void RunDecodeItem(const core::DecodeProblem& d, const DecodeItem& item,
-                   float* partials, const DecodeScratch& sc) {
+                   const DecodeItem* following, float* partials,
+                   const DecodeScratch& sc) {
   constexpr std::size_t N = DecodeTraits::kLanes;
   constexpr std::size_t kBlock = DecodeTraits::kKeyBlock;
   const core::Problem& p = d.attn;
@@ -432,7 +446,7 @@ void RunDecodeItem(const core::DecodeProblem& d, const DecodeItem& item,
   BeginItem(rows, q_scale, c.d_pad, c.dv_pad, c.row_stride, sc);
   for (std::int64_t start = item.key_begin; start < item.key_end;
        start += kBlock) {
-    const BlockKeys keys = LocateBlock(d, item, start, sc);
+    const BlockKeys keys = LocateBlock(d, item, start, following, sc);
     Prefetcher prefetch = NextBlockPrefetcher(c, keys);
     ScoreBlock(c, keys, prefetch, sc);
     BlockSoftmax(rows, start, keys.n, c.dv_pad, c.row_stride, sc);
