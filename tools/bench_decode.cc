@@ -252,9 +252,8 @@ int RunDecodeBench(const BenchFlags& flags) {
         std::snprintf(cpu_ms, sizeof(cpu_ms), "%.3f",
                       timing.best_cpu_seconds * 1e3);
       }
-      std::printf("%-40s %7d %10.3f %10.1f %8.1f %10s\n", name.c_str(),
-                  threads, timing.best_seconds * 1e3, timing.gbs, pct,
-                  cpu_ms);
+      std::printf("%-40s %7d %10.3f %10.1f %8.1f %10s\n", name.c_str(), threads,
+                  timing.best_seconds * 1e3, timing.gbs, pct, cpu_ms);
       std::fflush(stdout);
     }
   }

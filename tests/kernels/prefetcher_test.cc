@@ -32,7 +32,8 @@ constexpr std::size_t kLine = 64;
 // the next span's first, for rows back to back).
 void AppendLines(const char* start, std::size_t bytes,
                  std::vector<const char*>* lines) {
-  for (std::size_t at = 0; at < bytes; at += kLine) lines->push_back(start + at);
+  for (std::size_t at = 0; at < bytes; at += kLine)
+    lines->push_back(start + at);
 }
 
 // What the block should ask for: each part's rows key by key, each row's
@@ -42,11 +43,12 @@ std::vector<const char*> Expected(const Part (&parts)[2],
   std::vector<const char*> lines;
   for (const Part& part : parts) {
     for (std::size_t key = 0; key < keys; ++key) {
-      const char* row = part.base + part.rows[key] *
-                                        static_cast<std::int64_t>(part.element_bytes);
+      const char* row = part.base + part.rows[key] * static_cast<std::int64_t>(
+                                                         part.element_bytes);
       for (std::size_t s = 0; s < part.spans; ++s) {
-        AppendLines(row + (first_head + static_cast<std::int64_t>(s)) * part.head_bytes,
-                    part.span, &lines);
+        AppendLines(
+            row + (first_head + static_cast<std::int64_t>(s)) * part.head_bytes,
+            part.span, &lines);
       }
     }
   }
@@ -59,11 +61,21 @@ void StepThrough(RecordingPrefetcher& prefetch, std::size_t expected,
                  const std::vector<const char*>& lines, std::mt19937& rng) {
   for (int guard = 0; lines.size() < expected && guard < 100000; ++guard) {
     switch (rng() % 5) {
-      case 0: prefetch.Step<1>(); break;
-      case 1: prefetch.Step<2>(); break;
-      case 2: prefetch.Step<4>(); break;
-      case 3: prefetch.Step<4, true>(); break;
-      default: prefetch.Lines(1 + rng() % 5); break;
+      case 0:
+        prefetch.Step<1>();
+        break;
+      case 1:
+        prefetch.Step<2>();
+        break;
+      case 2:
+        prefetch.Step<4>();
+        break;
+      case 3:
+        prefetch.Step<4, true>();
+        break;
+      default:
+        prefetch.Lines(1 + rng() % 5);
+        break;
     }
   }
   for (int i = 0; i < 20; ++i) {
@@ -88,7 +100,8 @@ TEST(PrefetcherTest, HeadSpansKRowsThenVRows) {
   const std::vector<const char*> expected = Expected(parts, 1, kKeys);
   for (unsigned seed = 0; seed < 20; ++seed) {
     std::vector<const char*> lines;
-    RecordingPrefetcher prefetch(parts[0], parts[1], 1, kKeys, Recorder{&lines});
+    RecordingPrefetcher prefetch(parts[0], parts[1], 1, kKeys,
+                                 Recorder{&lines});
     std::mt19937 rng(seed);
     StepThrough(prefetch, expected.size(), lines, rng);
     ASSERT_EQ(lines, expected) << "seed " << seed;

@@ -261,8 +261,8 @@ inline BlockKeys LocateBlock(const core::DecodeProblem& d,
   const auto n = static_cast<std::size_t>(
       std::min<std::int64_t>(kBlock, item.key_end - start));
   if (start == item.key_begin) {
-    LocateKeys(d, d.attn.Seq(item.seq).tensor_batch, start, n,
-               sc.key_rows + at, sc.value_rows + at);
+    LocateKeys(d, d.attn.Seq(item.seq).tensor_batch, start, n, sc.key_rows + at,
+               sc.value_rows + at);
   }
   const DecodeItem* next_item = &item;
   std::int64_t next_start = start + kBlock;
@@ -270,11 +270,11 @@ inline BlockKeys LocateBlock(const core::DecodeProblem& d,
     next_item = following;
     next_start = following->key_begin;
   }
-  const auto next_n = static_cast<std::size_t>(std::clamp<std::int64_t>(
-      next_item->key_end - next_start, 0, kBlock));
+  const auto next_n = static_cast<std::size_t>(
+      std::clamp<std::int64_t>(next_item->key_end - next_start, 0, kBlock));
   LocateKeys(d, d.attn.Seq(next_item->seq).tensor_batch, next_start, next_n,
              sc.key_rows + next_at, sc.value_rows + next_at);
-  return {sc.key_rows + at,        sc.value_rows + at, n, next_item,
+  return {sc.key_rows + at,      sc.value_rows + at,      n,     next_item,
           sc.key_rows + next_at, sc.value_rows + next_at, next_n};
 }
 
@@ -299,10 +299,9 @@ Prefetcher NextBlockPrefetcher(const ItemCache<T>& c, const BlockKeys& keys) {
                             joined ? span * heads : span,
                             joined ? 1 : heads};
   };
-  return Prefetcher(
-      part(c.k, c.d->cache.k, keys.next_key_rows, c.depth),
-      part(c.v, c.d->cache.v, keys.next_value_rows, c.dv), item.head_begin,
-      keys.next_n);
+  return Prefetcher(part(c.k, c.d->cache.k, keys.next_key_rows, c.depth),
+                    part(c.v, c.d->cache.v, keys.next_value_rows, c.dv),
+                    item.head_begin, keys.next_n);
 }
 
 // Whether every row sees every key of the block [start, start + n) and the

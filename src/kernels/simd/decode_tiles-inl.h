@@ -103,12 +103,12 @@ template <class Issue = PrefetchLine>
 class BasicPrefetcher {
  public:
   struct Part {
-    const char* base;            // cache.k or cache.v
-    const std::int64_t* rows;    // element offsets of the keys, head 0
-    std::size_t element_bytes;   // of one element
-    std::int64_t head_bytes;     // stride between heads
-    std::size_t span;            // bytes of one request span
-    std::size_t spans;           // spans per row (heads, or 1 if joined)
+    const char* base;           // cache.k or cache.v
+    const std::int64_t* rows;   // element offsets of the keys, head 0
+    std::size_t element_bytes;  // of one element
+    std::int64_t head_bytes;    // stride between heads
+    std::size_t span;           // bytes of one request span
+    std::size_t spans;          // spans per row (heads, or 1 if joined)
   };
 
   BasicPrefetcher() = default;  // asks for nothing
@@ -195,8 +195,8 @@ class BasicPrefetcher {
   std::int64_t first_head_ = 0;
   std::size_t keys_ = 0;
   std::size_t key_ = 0, span_index_ = 0, span_ = 0;
-  alignas(std::atomic_ref<std::size_t>::required_alignment) std::size_t
-      offset_ = 0;
+  alignas(
+      std::atomic_ref<std::size_t>::required_alignment) std::size_t offset_ = 0;
   int part_ = 0;
   const char* at_ = nullptr;
   [[no_unique_address]] Issue issue_;
