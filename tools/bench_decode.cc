@@ -169,7 +169,7 @@ int TimeDecode(DecodeBuffers& buffers, int threads, const BenchFlags& flags,
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();
-    const double cpu = (ProcessCpuSeconds() - cpu_start) / threads;
+    const double cpu = ProcessCpuSeconds() - cpu_start;  // kept for 1 thread
     if (!status.ok())
       return ReportError("decode: " + status.ToString(), kExitUsage);
     if (run >= flags.warmup) {
