@@ -26,6 +26,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -412,13 +413,29 @@ void AccumulateBlock(const ItemCache<T>& c, const BlockKeys& keys,
   }
 }
 
-// One item: every block of its split, every kv head of it, in cache order;
-// its last block asks for the first block of `following` (the item this
-// thread runs next, or nullptr).
+// The items of a call, each claimed once, in order, by whichever thread
+// asks first.
+struct ItemQueue {
+  const DecodeItem* items;
+  std::int64_t count;
+  std::atomic<std::int64_t>* next;
+
+  // The next unclaimed item, or nullptr when none is left.
+  const DecodeItem* Claim() const {
+    const std::int64_t i = next->fetch_add(1, std::memory_order_relaxed);
+    return i < count ? items + i : nullptr;
+  }
+};
+
+// One item: every block of its split, every kv head of it, in cache order.
+// When its last block starts it claims the thread's next item from `queue`
+// and asks for that item's first block, so no item starts on a block nobody
+// asked for; claiming only then leaves the other items to idle threads.
+// Returns the claimed item (nullptr: none left).
 template <typename T>
-void RunDecodeItem(const core::DecodeProblem& d, const DecodeItem& item,
-                   const DecodeItem* following, float* partials,
-                   const DecodeScratch& sc) {
+const DecodeItem* RunDecodeItem(const core::DecodeProblem& d,
+                                const DecodeItem& item, const ItemQueue& queue,
+                                float* partials, const DecodeScratch& sc) {
   constexpr std::size_t N = DecodeTraits::kLanes;
   constexpr std::size_t kBlock = DecodeTraits::kKeyBlock;
   const core::Problem& p = d.attn;
@@ -443,8 +460,14 @@ void RunDecodeItem(const core::DecodeProblem& d, const DecodeItem& item,
   // modifiers see natural units and the factor comes after.
   const float q_scale = p.has_score_mods() ? p.scale : p.scale * kLog2e;
   BeginItem(rows, q_scale, c.d_pad, c.dv_pad, c.row_stride, sc);
+  const DecodeItem* following = nullptr;
+  bool claimed = false;
   for (std::int64_t start = item.key_begin; start < item.key_end;
        start += kBlock) {
+    if (item.key_end - start <= static_cast<std::int64_t>(kBlock)) {
+      following = queue.Claim();
+      claimed = true;
+    }
     const BlockKeys keys = LocateBlock(d, item, start, following, sc);
     Prefetcher prefetch = NextBlockPrefetcher(c, keys);
     ScoreBlock(c, keys, prefetch, sc);
@@ -453,6 +476,7 @@ void RunDecodeItem(const core::DecodeProblem& d, const DecodeItem& item,
                     prefetch, sc);
   }
   EndItem(rows, c.dv_pad, partials, sc);
+  return claimed ? following : queue.Claim();
 }
 
 }  // namespace salience::simd::HWY_NAMESPACE

@@ -34,7 +34,7 @@ Status DecodeImpl(const core::DecodeProblem& d, const DecodePlan& plan,
   const int threads = static_cast<int>(std::min<std::int64_t>(
       d.attn.num_threads, std::max<std::int64_t>(items, 1)));
   bool allocated = true;
-  std::atomic<std::int64_t> claimed{0};
+  std::atomic<std::int64_t> unclaimed{0};  // the next item to claim
 #pragma omp parallel num_threads(threads)
   {
     constexpr std::size_t kRows = kDecodeRowBudget;
@@ -64,27 +64,19 @@ Status DecodeImpl(const core::DecodeProblem& d, const DecodePlan& plan,
                              offsets.get(),
                              offsets.get() + 2 * kBlock,
                              ranges.get()};
-      // Items are taken in order, each thread claiming its next item
-      // before it runs the current one, so that the current item's last
-      // block can ask for the next one's first block (RunDecodeItem).
-      std::int64_t i = claimed.fetch_add(1, std::memory_order_relaxed);
-      while (i < items) {
-        const std::int64_t next =
-            claimed.fetch_add(1, std::memory_order_relaxed);
-        const DecodeItem& item = plan.items[i];
-        const DecodeItem* following =
-            next < items ? &plan.items[next] : nullptr;
+      const ItemQueue queue{plan.items.data(), items, &unclaimed};
+      for (const DecodeItem* item = queue.Claim(); item != nullptr;) {
         switch (d.cache.k.dtype) {
           case DType::kBF16:
-            RunDecodeItem<hwy::bfloat16_t>(d, item, following, partials, sc);
+            item =
+                RunDecodeItem<hwy::bfloat16_t>(d, *item, queue, partials, sc);
             break;
           case DType::kF16:
-            RunDecodeItem<hwy::float16_t>(d, item, following, partials, sc);
+            item = RunDecodeItem<hwy::float16_t>(d, *item, queue, partials, sc);
             break;
           default:
-            RunDecodeItem<float>(d, item, following, partials, sc);
+            item = RunDecodeItem<float>(d, *item, queue, partials, sc);
         }
-        i = next;
       }
     }
   }
