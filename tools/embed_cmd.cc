@@ -52,7 +52,8 @@ std::vector<std::string> SyntheticTexts(int count) {
     std::string text;
     for (int w = 0; w < 120; ++w) {
       state = state * 1103515245u + 12345u;
-      text += (w ? " " : "") + std::string(kWords[(state >> 16) % kWordCount]);
+      if (w > 0) text += ' ';
+      text += kWords[(state >> 16) % kWordCount];
       if (w % 15 == 14) text += ".";
     }
     texts.push_back(text);
