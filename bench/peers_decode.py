@@ -1,6 +1,8 @@
 """The decode section of bench/peers.py (--decode): one new token per
-sequence against a KV cache, salience.flash_attn_with_kvcache against
-torch's scaled_dot_product_attention on the same cache tensors.
+sequence against a KV cache, salience.flash_attn_with_kvcache and
+salience.scaled_dot_product_attention (called as torch is, one sequence at
+a time) against torch's scaled_dot_product_attention on the same cache
+tensors.
 
 Shapes: B=1, 32 query heads over 8 kv heads (GQA), D=128, a cache of 32768
 tokens in float32 and bfloat16 (256 and 128 MiB: several times any L3, so
@@ -51,13 +53,16 @@ def _runners(lengths: List[int], dtype: torch.dtype,
     def run_salience() -> Any:
         return salience.flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens)
 
-    def run_torch() -> Any:
-        return [F.scaled_dot_product_attention(q_t[b:b + 1], k_t[b:b + 1, :, :n],
-                                               v_t[b:b + 1, :, :n], enable_gqa=True)
-                for b, n in enumerate(lengths)]
+    def per_sequence(sdpa: Callable[..., Any]) -> Callable[[], Any]:
+        return lambda: [sdpa(q_t[b:b + 1], k_t[b:b + 1, :, :n], v_t[b:b + 1, :, :n],
+                             enable_gqa=True) for b, n in enumerate(lengths)]
 
     bytes_read = float(sum(lengths)) * HEADS_KV * HEAD_DIM * 2 * k_cache.element_size()
-    return {"salience": run_salience, "torch SDPA": run_torch}, bytes_read
+    # "salience SDPA": the drop-in, called as torch is (a decode step made
+    # through scaled_dot_product_attention runs salience's decode kernel).
+    return {"salience": run_salience,
+            "salience SDPA": per_sequence(salience.scaled_dot_product_attention),
+            "torch SDPA": per_sequence(F.scaled_dot_product_attention)}, bytes_read
 
 
 def run(args: argparse.Namespace, median_seconds: Callable[..., Dict[str, Any]]) -> str:

@@ -106,7 +106,11 @@ struct AttentionOptions {
 };
 
 // The fused kernel: online softmax over key blocks, nothing of size
-// seq_q x seq_k is allocated. `lse` may be null.
+// seq_q x seq_k is allocated. `lse` may be null. A call of decode shape (at
+// most 16 query rows per kv head, or 64 with 1024 keys or more; no mask
+// tensor, dropout, varlen batch or query padding) runs on the decode kernel
+// of AttentionWithKvCache (salience/decode.h), k and v as its cache, and
+// returns that entry point's result bit for bit.
 Status AttentionForward(const TensorView& q, const TensorView& k,
                         const TensorView& v, const TensorView& out,
                         const AttentionOptions& options,

@@ -43,6 +43,16 @@ inline constexpr std::int64_t kDecodeRowBudget = 128;
 // are more streams than the hardware prefetchers follow.
 inline constexpr std::int64_t kHeadMajorHeads = 2;
 
+// A forward call (AttentionForward) runs on the decode kernel when its query
+// rows per kv head (group size x query length) are at most kDecodeRouteRows,
+// or at most kDecodeRouteRowsLong with kDecodeRouteLongKeys keys or more.
+// Measured on Zen 5, one and two threads, forward time / decode time: 16
+// rows 1.3-2.6x, 64 rows with 2048 or more keys 1.15-1.5x, but 0.8-0.95x
+// with 256 keys, 128 rows 0.75-1.1x (docs/design.md).
+inline constexpr std::int64_t kDecodeRouteRows = 16;
+inline constexpr std::int64_t kDecodeRouteRowsLong = 64;
+inline constexpr std::int64_t kDecodeRouteLongKeys = 1024;
+
 struct DecodeItem {
   std::int64_t seq;
   std::int64_t head_begin, head_end;  // kv heads
