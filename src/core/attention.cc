@@ -21,15 +21,11 @@ namespace {
 
 // Whether the decode kernel computes a validated forward faster than the
 // prefill kernel: few query rows per kv head (a decode step, a few
-// speculative tokens) and only what the decode path supports (no mask
-// tensor, dropout, varlen batch or query padding). Measured on Zen 5
-// (docs/design.md, "Forward calls of decode shape").
+// speculative tokens). Measured on Zen 5 (docs/design.md, "Forward calls of
+// decode shape"). What the decode path supports (no mask tensor, dropout,
+// varlen batch or query padding) its own validation decides
+// (ForwardAsDecode).
 bool DecodeShaped(const core::Problem& p) {
-  const AttentionOptions& o = p.options;
-  if (p.varlen || !o.seqlens_q.empty() || p.mask.data != nullptr ||
-      o.dropout_p != 0.0f) {
-    return false;
-  }
   const std::int64_t rows = p.group_size() * p.max_q_len;
   return rows <= simd::kDecodeRouteRows ||
          (rows <= simd::kDecodeRouteRowsLong &&
