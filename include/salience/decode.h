@@ -15,8 +15,8 @@
 // cache (Causal::kBottomRight: query i sees keys j <= i + k_len - q_len).
 //
 // Shapes (logical axes; any non-negative strides, see tensor.h):
-//   q         [batch, seq_q, heads_q, head_dim]            fp32
-//   out       [batch, seq_q, heads_q, head_dim_v]          fp32
+//   q         [batch, seq_q, heads_q, head_dim]            fp32, bf16 or fp16
+//   out       [batch, seq_q, heads_q, head_dim_v]          fp32, bf16 or fp16
 //   lse       [batch, heads_q, seq_q]                      fp32, optional
 //   contiguous cache (block_table.data == nullptr):
 //     k       [batch, capacity, heads_kv, head_dim]        fp32, bf16 or fp16
@@ -34,9 +34,12 @@
 // capacity (contiguous: k.shape[1]; paged: max_pages * page_size).
 // Sequences must not share a page that an append writes.
 //
-// The kernel reads the cache in place, converting bf16/fp16 elements to fp32
-// in registers, and shares one pass over a kv head's keys between all query
-// heads of its group (decode is bound by the bytes of cache read). Long
+// q, out and the cache each have a dtype of their own (a bf16 model passes
+// bf16 throughout; fp32 queries against a bf16 cache work too). The kernel
+// reads q and the cache in place, converting bf16/fp16 elements to fp32 as
+// it loads them, computes in fp32 and rounds out once. It shares one pass
+// over a kv head's keys between all query heads of its group (decode is
+// bound by the bytes of cache read). Long
 // caches are split into fixed-size key ranges computed in parallel and
 // merged exactly (split-KV); the split points depend only on the lengths, so
 // results are bitwise identical across runs and thread counts.

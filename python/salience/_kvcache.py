@@ -31,15 +31,6 @@ def _check_cache(name: str, x: Any) -> None:
                          f"page_block_size, nheads_k, headdim], got shape {list(x.shape)}")
 
 
-def _as_float32(x: Any) -> Any:
-    """x in float32 (a copy for a 16-bit q; q is small in decoding)."""
-    if _arrays.is_float32(x):
-        return _arrays.for_kernel(x)
-    if _arrays.is_torch(x):
-        return x.detach().float()
-    return np.asarray(x, dtype=np.float32)
-
-
 def _like_cache(name: str, x: Any, cache: Any) -> Any:
     """New rows in the cache's dtype, as the cache stores them."""
     _arrays.check_array(name, x)
@@ -88,18 +79,16 @@ def with_kvcache(q: Any, k_cache: Any, v_cache: Any, k: Any, v: Any, cache_seqle
     lengths = _seqlens(cache_seqlens, batch, 0 if k is not None else capacity)
     k_new = _like_cache("k", k, k_cache) if k is not None else None
     v_new = _like_cache("v", v, v_cache) if v is not None else None
-    out = _arrays.empty_float32(q, (batch, seq_q, heads_q, v_cache.shape[3]))
+    out = _arrays.empty_like_dtype(q, (batch, seq_q, heads_q, v_cache.shape[3]))
     lse = _arrays.empty_float32(q, (batch, heads_q, seq_q)) if return_softmax_lse else None
     left, right = window_size
     _salience.decode(
-        _as_float32(q), k_cache, v_cache, out, cache_seqlens=lengths, lse=lse,
+        _arrays.for_kernel(q), k_cache, v_cache, out, cache_seqlens=lengths, lse=lse,
         block_table=table, k_new=k_new, v_new=v_new, scale=softmax_scale,
         causal="bottom_right" if causal else "none", window_left=int(left),
         window_right=int(right),
         alibi_slopes=_arrays.float32_vector("alibi_slopes", alibi_slopes),
         softcap=float(softcap), num_threads=get_num_threads())
-    if not _arrays.is_float32(q):
-        out = out.to(q.dtype) if _arrays.is_torch(q) else out.astype(q.dtype)
     return out, lse
 
 

@@ -1,9 +1,9 @@
 // salience._salience.decode and merge_states: decoding against a KV cache
 // (salience/decode.h) and the merge of two attention states, bound like
 // forward(): DLPack arrays on the CPU, any strides, never copied, the GIL
-// released while the kernel runs. The cache may be float32, bfloat16 or
-// float16 (torch tensors); q, out and lse are float32. With k_new / v_new
-// the new rows are written into the cache arrays in place.
+// released while the kernel runs. q, out and the cache may each be float32,
+// bfloat16 or float16; lse is float32. With k_new / v_new the new rows are
+// written into the cache arrays in place.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 
@@ -118,14 +118,16 @@ void BindDecode(nb::module_& m) {
         nb::arg("num_threads") = 0, nb::arg("reference") = false,
         R"doc(Attention of new queries to a KV cache, into `out` (and `lse`).
 
-q [batch, seq_q, heads_q, head_dim] float32; k_cache / v_cache
+q [batch, seq_q, heads_q, head_dim]; k_cache / v_cache
 [batch, capacity, heads_kv, head_dim(_v)], or with block_table (int32
 [batch, max_pages]) pages [num_pages, page_size, heads_kv, head_dim(_v)];
 float32, bfloat16 or float16. cache_seqlens int32 [batch]: tokens cached.
 k_new / v_new [batch, seqlen_new, heads_kv, head_dim(_v)] of the cache's
 dtype are first written into the cache (in place) after them; attention
 covers cache_seqlens + seqlen_new keys. out [batch, seq_q, heads_q,
-head_dim_v] and lse [batch, heads_q, seq_q] float32. causal is aligned to the
+head_dim_v]; q, out and the cache each float32, bfloat16 or float16 (read
+and written as such, fp32 inside). lse [batch, heads_q, seq_q] float32.
+causal is aligned to the
 end of the cache. Raises ValueError for a bad argument (an out-of-range page
 id included), TypeError for an unsupported dtype.)doc");
   m.def(

@@ -155,6 +155,42 @@ def test_numpy_cache_and_half_queries() -> None:
     assert relative_error(out16.float(), ref_out) < 2e-2
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("page", [None, 64])
+def test_16bit_queries_are_read_and_written_in_place(dtype: torch.dtype,
+                                                     page: Optional[int]) -> None:
+    """q in the cache's 16-bit dtype gives out in that dtype, computed from
+    q as it is (no float32 copy) and rounded once: bitwise the float32 call
+    on the same values, rounded. 3000 keys: the merge of splits writes out."""
+    torch.manual_seed(4)
+    lengths = [3000, 1]
+    q = torch.randn(2, 2, 8, 64).to(dtype)
+    k_cache = torch.randn(2, 3000, 2, 64).to(dtype)
+    v_cache = torch.randn(2, 3000, 2, 64).to(dtype)
+    table = None
+    if page is not None:
+        k_cache, table = _paged(k_cache, lengths, page, seed=2)
+        v_cache, _ = _paged(v_cache, lengths, page, seed=2)
+    seqlens = torch.tensor(lengths, dtype=torch.int32)
+    out, lse = salience.flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens,
+                                                block_table=table, causal=True,
+                                                return_softmax_lse=True)
+    out32, lse32 = salience.flash_attn_with_kvcache(q.float(), k_cache, v_cache,
+                                                    cache_seqlens=seqlens, block_table=table,
+                                                    causal=True, return_softmax_lse=True)
+    assert out.dtype == dtype and out32.dtype == torch.float32
+    assert torch.equal(out, out32.to(dtype)) and torch.equal(lse, lse32)
+    ref_out, _ = _oracle(q, k_cache, v_cache, lengths, table, causal=True)
+    assert relative_error(out32, ref_out) < TOLERANCE
+    # NumPy float16 in, float16 out.
+    if dtype == torch.float16:
+        out_np = salience.flash_attn_with_kvcache(q.numpy(), k_cache.numpy(), v_cache.numpy(),
+                                                  cache_seqlens=seqlens.numpy(),
+                                                  block_table=None if table is None
+                                                  else table.numpy(), causal=True)
+        assert out_np.dtype == np.float16 and np.array_equal(out_np, out.numpy())
+
+
 def test_bad_page_id_is_an_error_not_a_read() -> None:
     k_cache = torch.zeros(4, 16, 1, 8)
     table = torch.tensor([[0, 9]], dtype=torch.int32)  # page 9 of 4

@@ -22,7 +22,8 @@ using namespace checks;  // the shared tensor checks (core/checks.h)
 constexpr StatusCode kUnsupported = StatusCode::kUnsupported;
 
 constexpr TensorSpec kQ{"q", 4, {"batch", "seq_q", "heads_q", "head_dim"}};
-constexpr TensorSpec kOut{"out", 4, {"batch", "seq_q", "heads_q", "head_dim_v"}};
+constexpr TensorSpec kOut{
+    "out", 4, {"batch", "seq_q", "heads_q", "head_dim_v"}};
 constexpr TensorSpec kLse{"lse", 3, {"batch", "heads_q", "seq_q", ""}};
 constexpr TensorSpec kKNew{
     "cache.k_new", 4, {"batch", "seqlen_new", "heads_kv", "head_dim"}};
@@ -43,11 +44,12 @@ constexpr TensorSpec kLseA{"lse_a", 3, {"batch", "heads", "seq", ""}};
 constexpr TensorSpec kLseB{"lse_b", 3, {"batch", "heads", "seq", ""}};
 constexpr TensorSpec kMergeLse{"lse", 3, {"batch", "heads", "seq", ""}};
 
-// Rank, dtype (f32, or any cache dtype when `cache_dtype`) and the layout
-// checks every tensor argument gets.
-Status CheckTensor(const TensorSpec& spec, const TensorView& t, bool cache_dtype) {
+// Rank, dtype (f32, or any float dtype when `any_float`: q, out and the
+// cache) and the layout checks every tensor argument gets.
+Status CheckTensor(const TensorSpec& spec, const TensorView& t,
+                   bool any_float) {
   if (Status s = CheckRank(spec, t); !s.ok()) return s;
-  const DTypes accepted = cache_dtype ? DTypes::kFloat : DTypes::kF32;
+  const DTypes accepted = any_float ? DTypes::kFloat : DTypes::kF32;
   if (Status s = CheckDType(spec.name, t.dtype, accepted); !s.ok()) return s;
   return CheckLayout(spec, t);
 }
@@ -261,7 +263,7 @@ Status CheckPageIds(const DecodeProblem& d) {
 Status CheckOutputs(const TensorView& q, const TensorView& v,
                     const TensorView& out, const TensorView* lse) {
   Status status = FirstError({
-      CheckTensor(kOut, out, false),
+      CheckTensor(kOut, out, true),
       ExpectAxis(kOut, out, 0, q.shape[0], "q.shape[0]"),
       ExpectAxis(kOut, out, 1, q.shape[1], "q.shape[1]"),
       ExpectAxis(kOut, out, 2, q.shape[2], "q.shape[2]"),
@@ -284,7 +286,7 @@ Status ValidateDecode(const TensorView& q, const KvCache& cache,
                       const TensorView& out, const AttentionOptions& options,
                       const TensorView* lse, DecodeProblem* d) {
   const bool paged = cache.block_table.data != nullptr;
-  if (Status s = CheckTensor(kQ, q, false); !s.ok()) return s;
+  if (Status s = CheckTensor(kQ, q, true); !s.ok()) return s;
   if (Status s = FirstError({ExpectRange(kQ, q, 2, 1, kMaxDim),
                              ExpectRange(kQ, q, 3, 1, kMaxHeadDim)});
       !s.ok()) {

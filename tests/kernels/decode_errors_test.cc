@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "salience/decode.h"
 #include "decode_fixture.h"
+#include "salience/decode.h"
 
 namespace salience {
 namespace {
@@ -50,7 +50,8 @@ TEST_F(BadInputs, ValidCallSucceeds) {
 }
 TEST_F(BadInputs, QueryDType) {
   q.dtype = DType::kBool;
-  ExpectError(StatusCode::kInvalidArgument, "q.dtype: expected f32, got bool");
+  ExpectError(StatusCode::kInvalidArgument,
+              "q.dtype: expected f32, bf16 or f16, got bool");
 }
 TEST_F(BadInputs, CacheDTypeMismatch) {
   cache.v.dtype = DType::kBF16;

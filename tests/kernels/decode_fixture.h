@@ -35,7 +35,8 @@ struct DecodeCase {
   std::vector<std::int32_t> cache_lens = {5, 40};  // one per sequence
   std::int64_t seqlen_new = 0;
   std::int64_t page_size = 0;  // 0: contiguous cache
-  DType dtype = DType::kF32;
+  DType dtype = DType::kF32;  // the cache's
+  DType q_dtype = DType::kF32, out_dtype = DType::kF32;
   bool strided_q = false;  // q and out as [B, H, N, D] memory
   // A contiguous cache as [B, H, N, D] memory (Hugging Face's layout): a
   // key's heads are not back to back.
@@ -191,19 +192,48 @@ struct Outputs {
   Elements k, v;  // the cache after the call
 };
 
+// data.q rounded to the case's q dtype.
+inline Elements QueryElements(const DecodeData& data) {
+  Elements q;
+  q.Resize(data.c.q_dtype, static_cast<std::int64_t>(data.q.size()));
+  for (std::size_t e = 0; e < data.q.size(); ++e) {
+    q.Set(static_cast<std::int64_t>(e), data.q[e]);
+  }
+  return q;
+}
+
+// An out buffer of the case's out dtype holding NaN, so that every element
+// must be written.
+inline Elements OutElements(const DecodeCase& c) {
+  Elements out;
+  const std::int64_t count = c.batch() * c.seq_q * c.heads_q * c.head_dim_v;
+  out.Resize(c.out_dtype, count);
+  for (std::int64_t e = 0; e < count; ++e) out.Set(e, kNaN);
+  return out;
+}
+
+inline std::vector<float> Widened(const Elements& e) {
+  std::vector<float> values(e.bytes.size() / DTypeSize(e.dtype));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    values[i] = e.Get(static_cast<std::int64_t>(i));
+  }
+  return values;
+}
+
 // Runs the fast path (reference = false) or the reference on fresh copies
-// of the cache; out starts as NaN so every element must be written.
+// of the cache; out is returned widened to fp32.
 inline Outputs RunDecode(DecodeData& data, bool reference, int threads = 1) {
   const DecodeCase& c = data.c;
   Outputs result;
   result.k = data.k_cache;
   result.v = data.v_cache;
-  result.out.assign(c.batch() * c.seq_q * c.heads_q * c.head_dim_v, kNaN);
   result.lse.assign(c.batch() * c.heads_q * c.seq_q, kNaN);
-  const TensorView q = data.Attention(data.q.data(), DType::kF32, c.seq_q,
+  Elements q_elements = QueryElements(data), out_elements = OutElements(c);
+  const TensorView q = data.Attention(q_elements.data(), c.q_dtype, c.seq_q,
                                       c.heads_q, c.head_dim, c.strided_q);
-  const TensorView out = data.Attention(result.out.data(), DType::kF32, c.seq_q,
-                                        c.heads_q, c.head_dim_v, c.strided_q);
+  const TensorView out =
+      data.Attention(out_elements.data(), c.out_dtype, c.seq_q, c.heads_q,
+                     c.head_dim_v, c.strided_q);
   const TensorView lse = TensorView::Contiguous(
       result.lse.data(), DType::kF32, 3, {c.batch(), c.heads_q, c.seq_q});
   AttentionOptions options = c.options;
@@ -213,7 +243,17 @@ inline Outputs RunDecode(DecodeData& data, bool reference, int threads = 1) {
       reference ? AttentionWithKvCacheReference(q, cache, out, options, &lse)
                 : AttentionWithKvCache(q, cache, out, options, &lse);
   EXPECT_TRUE(status.ok()) << status.ToString();
+  result.out = Widened(out_elements);
   return result;
+}
+
+// What ExpectClose allows out of a given dtype, relative to the reference's
+// magnitude: a 16-bit out is within two roundings (the fast path's and the
+// reference's).
+inline double OutTolerance(DType out_dtype) {
+  return out_dtype == DType::kBF16  ? 1.6e-2
+         : out_dtype == DType::kF16 ? 2e-3
+                                    : 2e-5;
 }
 
 // Largest |fast - ref| over out, relative to the reference's magnitude
@@ -250,7 +290,7 @@ inline void CheckCase(const DecodeCase& c, const std::string& what) {
     simd::ScopedTarget scoped(target);
     const std::string name = what + " [" + simd::TargetName(target) + "]";
     const Outputs fast = RunDecode(data, false);
-    ExpectClose(fast, ref, name);
+    ExpectClose(fast, ref, name, OutTolerance(c.out_dtype));
     EXPECT_EQ(0, std::memcmp(fast.k.bytes.data(), ref.k.bytes.data(),
                              ref.k.bytes.size()))
         << name << ": k cache after append";

@@ -1,7 +1,7 @@
 // AttentionForward on calls of decode shape (few query rows per kv head)
 // runs the decode kernel: its result is bitwise the decode entry point's on
 // the same tensors (a contiguous cache, options.seqlens_k as the cache's
-// lengths; for bf16/fp16, q widened and out rounded once), close to the
+// lengths), close to the
 // forward's fp64 reference, and bitwise the same across thread counts. Keys
 // past a sequence's length hold NaN.
 #include <gtest/gtest.h>
@@ -24,23 +24,17 @@ namespace {
 using namespace decode_testing;  // the fixture (decode_fixture.h)
 
 // One forward call (fast or reference) over the case's cache as k and v;
-// q and out in the cache's dtype, out returned widened to fp32.
+// out returned widened to fp32.
 Outputs RunForward(DecodeData& data, bool reference, int threads) {
   const DecodeCase& c = data.c;
   Outputs result;
   result.lse.assign(c.batch() * c.heads_q * c.seq_q, kNaN);
-  Elements q_elements, out_elements;
-  q_elements.Resize(c.dtype, static_cast<std::int64_t>(data.q.size()));
-  for (std::size_t e = 0; e < data.q.size(); ++e) {
-    q_elements.Set(static_cast<std::int64_t>(e), data.q[e]);
-  }
-  const std::int64_t out_count = c.batch() * c.seq_q * c.heads_q * c.head_dim_v;
-  out_elements.Resize(c.dtype, out_count);
-  for (std::int64_t e = 0; e < out_count; ++e) out_elements.Set(e, kNaN);
-  const TensorView q = data.Attention(q_elements.data(), c.dtype, c.seq_q,
+  Elements q_elements = QueryElements(data), out_elements = OutElements(c);
+  const TensorView q = data.Attention(q_elements.data(), c.q_dtype, c.seq_q,
                                       c.heads_q, c.head_dim, c.strided_q);
-  const TensorView out = data.Attention(out_elements.data(), c.dtype, c.seq_q,
-                                        c.heads_q, c.head_dim_v, c.strided_q);
+  const TensorView out =
+      data.Attention(out_elements.data(), c.out_dtype, c.seq_q, c.heads_q,
+                     c.head_dim_v, c.strided_q);
   const TensorView lse = TensorView::Contiguous(
       result.lse.data(), DType::kF32, 3, {c.batch(), c.heads_q, c.seq_q});
   const KvCache cache = data.Cache(data.k_cache, data.v_cache);
@@ -52,24 +46,8 @@ Outputs RunForward(DecodeData& data, bool reference, int threads) {
           ? AttentionForwardReference(q, cache.k, cache.v, out, options, &lse)
           : AttentionForward(q, cache.k, cache.v, out, options, &lse);
   EXPECT_TRUE(status.ok()) << status.ToString();
-  for (std::int64_t e = 0; e < out_count; ++e) {
-    result.out.push_back(out_elements.Get(e));
-  }
+  result.out = Widened(out_elements);
   return result;
-}
-
-float RoundTo(float x, DType dtype) {
-  Elements one;
-  one.Resize(dtype, 1);
-  one.Set(0, x);
-  return one.Get(0);
-}
-
-// The decode entry point's outputs as the forward returns them: out rounded
-// to dtype.
-Outputs Rounded(Outputs o, DType dtype) {
-  for (float& x : o.out) x = RoundTo(x, dtype);
-  return o;
 }
 
 void ExpectBitwise(const Outputs& a, const Outputs& b,
@@ -131,19 +109,13 @@ TEST(DecodeRouteTest, DecodeShapedForwardRunsTheDecodeKernel) {
     c.options.window_left = 100;
   });
   for (auto& [name, c] : cases) {
+    c.q_dtype = c.out_dtype = c.dtype;  // the forward's q, k, v and out
     DecodeData data(c);
-    // q as the forward sees it (rounded to the dtype), for the decode call.
-    for (float& x : data.q) x = RoundTo(x, c.dtype);
-    const Outputs decode = Rounded(RunDecode(data, false, 2), c.dtype);
+    const Outputs decode = RunDecode(data, false, 2);
     const Outputs forward = RunForward(data, false, 2);
     ExpectBitwise(forward, decode, name + ": forward against the decode call");
-    // 16-bit out: within two roundings of out (this one and the
-    // reference's).
-    const double out_tolerance = c.dtype == DType::kBF16  ? 1.6e-2
-                                 : c.dtype == DType::kF16 ? 2e-3
-                                                          : 2e-5;
     ExpectClose(forward, RunForward(data, true, 1), name + ": reference",
-                out_tolerance);
+                OutTolerance(c.out_dtype));
     ExpectBitwise(forward, RunForward(data, false, 1), name + ": 1 thread");
   }
 }

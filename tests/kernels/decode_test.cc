@@ -108,6 +108,33 @@ TEST(DecodeTest, LargePagesAndManyQueries) {
   CheckCase(c, "row tiles");
 }
 
+// q and out in any float dtype, each on its own and apart from the cache's:
+// q is widened as the item loads it, out rounded once where a row is
+// finished (an item's own rows, and the merge of a long sequence's splits),
+// on contiguous and paged caches, with strided q and out.
+TEST(DecodeTest, QueriesAndOutputsInEveryDtype) {
+  struct Dtypes {
+    DType q, out, cache;
+  };
+  for (const Dtypes t : {Dtypes{DType::kBF16, DType::kBF16, DType::kBF16},
+                         Dtypes{DType::kF16, DType::kF16, DType::kF16},
+                         Dtypes{DType::kBF16, DType::kF32, DType::kF32},
+                         Dtypes{DType::kF32, DType::kF16, DType::kBF16},
+                         Dtypes{DType::kF16, DType::kBF16, DType::kF32}}) {
+    DecodeCase c;
+    c.q_dtype = t.q, c.out_dtype = t.out, c.dtype = t.cache;
+    c.heads_q = 8, c.heads_kv = 2, c.seq_q = 2;
+    c.cache_lens = {0, 33, static_cast<std::int32_t>(simd::kSplitKeys) + 77};
+    c.options.causal = Causal::kBottomRight;
+    const std::string name = std::string("q ") + DTypeLabel(t.q) + ", out " +
+                             DTypeLabel(t.out) + ", cache " +
+                             DTypeLabel(t.cache);
+    CheckCase(c, name);
+    c.page_size = 16, c.strided_q = true;
+    CheckCase(c, name + ", paged, strided q and out");
+  }
+}
+
 // The benchmark's head_dim 128 and 8 or 16 kv heads in one item: several
 // 32-key blocks whose values are taken head by head with the output tiles
 // in registers, splits, and a causal tail whose last block every row does

@@ -32,6 +32,7 @@
 #include <limits>
 
 #include "core/decode_problem.h"
+#include "core/half.h"
 #include "hwy/highway.h"
 #include "kernels/simd/decode.h"
 #include "kernels/simd/decode_tiles-inl.h"
@@ -95,18 +96,17 @@ inline void BeginItem(const ItemRows& rows, float q_scale, std::size_t d_pad,
                       std::size_t dv_pad, std::size_t row_stride,
                       const DecodeScratch& sc) {
   const core::Problem& p = rows.d->attn;
-  const auto* q = static_cast<const float*>(p.q.data);
   for (std::int64_t L = 0; L < static_cast<std::int64_t>(row_stride); ++L) {
     sc.row_max[L] = -std::numeric_limits<float>::infinity();
     sc.row_sum[L] = 0.0f;
     sc.ranges[L] = {0, 0};
     if (L >= rows.count()) continue;
     const std::int64_t i = rows.Row(L);
-    const float* src =
-        q + p.q.Offset(rows.seq.tensor_batch, i, rows.Head(L), 0);
+    const std::int64_t src =
+        p.q.Offset(rows.seq.tensor_batch, i, rows.Head(L), 0);
     float* dst = sc.q_tile + L * d_pad;
     for (std::int64_t c = 0; c < p.head_dim; ++c) {
-      dst[c] = src[c * p.q.strides[3]] * q_scale;
+      dst[c] = core::LoadFloat(p.q, src + c * p.q.strides[3]) * q_scale;
     }
     std::fill(dst + p.head_dim, dst + d_pad, 0.0f);
     const core::KeyRange keys = p.Keys(rows.seq, i);
@@ -191,7 +191,6 @@ inline void EndItem(const ItemRows& rows, std::size_t dv_pad, float* partials,
                     const DecodeScratch& sc) {
   const core::Problem& p = rows.d->attn;
   const std::int64_t dv = p.head_dim_v, count = rows.count();
-  auto* out = static_cast<float*>(p.out.data);
   for (std::int64_t L = 0; L < count; ++L) {
     const float sum = sc.row_sum[L];
     const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
@@ -206,9 +205,9 @@ inline void EndItem(const ItemRows& rows, std::size_t dv_pad, float* partials,
     }
     const std::int64_t b = rows.seq.tensor_batch, h = rows.Head(L),
                        i = rows.Row(L);
-    float* dst = out + p.out.Offset(b, i, h, 0);
+    const std::int64_t dst = p.out.Offset(b, i, h, 0);
     for (std::int64_t c = 0; c < dv; ++c)
-      dst[c * p.out.strides[3]] = acc[c] * inv;
+      core::StoreFloat(p.out, dst + c * p.out.strides[3], acc[c] * inv);
     if (p.lse != nullptr) {
       static_cast<float*>(p.lse->data)[p.lse->Offset(b, h, i)] = lse;
     }

@@ -11,6 +11,7 @@
 #include <new>
 #include <vector>
 
+#include "core/half.h"
 #include "kernels/merge_states.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -167,7 +168,6 @@ void MergeSplits(const core::DecodeProblem& d, const DecodePlan& plan,
   const std::int64_t rows = (head.head_end - head.head_begin) * tile_rows;
   const std::int64_t dv = p.head_dim_v, group = p.group_size();
   const auto splits = static_cast<std::size_t>(merge.splits);
-  auto* out = static_cast<float*>(p.out.data);
   for (std::int64_t local = 0; local < rows; ++local) {
     for (std::size_t s = 0; s < splits; ++s) {
       lses[s] =
@@ -178,7 +178,7 @@ void MergeSplits(const core::DecodeProblem& d, const DecodePlan& plan,
     const std::int64_t h =
         (head.head_begin + local / tile_rows) * group + r % group;
     const std::int64_t i = r / group;
-    float* dst = out + p.out.Offset(head.seq, i, h, 0);
+    const std::int64_t dst = p.out.Offset(head.seq, i, h, 0);
     for (std::int64_t c = 0; c < dv; ++c) {
       float sum = 0.0f;
       for (std::size_t s = 0; s < splits; ++s) {
@@ -186,7 +186,7 @@ void MergeSplits(const core::DecodeProblem& d, const DecodePlan& plan,
         sum += weights[s] *
                partials[plan.items[merge.first + s].partial + local * dv + c];
       }
-      dst[c * p.out.strides[3]] = sum;
+      core::StoreFloat(p.out, dst + c * p.out.strides[3], sum);
     }
     if (p.lse != nullptr) {
       static_cast<float*>(p.lse->data)[p.lse->Offset(head.seq, h, i)] = lse;
