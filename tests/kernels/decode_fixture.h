@@ -35,7 +35,7 @@ struct DecodeCase {
   std::vector<std::int32_t> cache_lens = {5, 40};  // one per sequence
   std::int64_t seqlen_new = 0;
   std::int64_t page_size = 0;  // 0: contiguous cache
-  DType dtype = DType::kF32;  // the cache's
+  DType dtype = DType::kF32;   // the cache's
   DType q_dtype = DType::kF32, out_dtype = DType::kF32;
   bool strided_q = false;  // q and out as [B, H, N, D] memory
   // A contiguous cache as [B, H, N, D] memory (Hugging Face's layout): a

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "core/validate_decode.h"
+#include "decode_fixture.h"
 #include "kernels/simd/forward.h"
 #include "salience/decode.h"
-#include "decode_fixture.h"
 
 namespace salience {
 namespace {
@@ -170,8 +170,8 @@ TEST(DecodeTest, HeadsMajorCache) {
       c.seqlen_new = group == 3 ? 1 : 0;
       c.options.causal = Causal::kBottomRight;
       c.dtype = dtype;
-      CheckCase(c, "heads-major " + std::string(DTypeLabel(dtype)) +
-                       " group " + std::to_string(group));
+      CheckCase(c, "heads-major " + std::string(DTypeLabel(dtype)) + " group " +
+                       std::to_string(group));
       // Pages stored [H, page_size, D]: each page's heads on their own.
       c.page_size = 16;
       CheckCase(c, "heads-major pages " + std::string(DTypeLabel(dtype)) +
@@ -192,8 +192,8 @@ TEST(DecodeTest, PlanGroupsHeadsByLayout) {
     std::vector<float> out(c.heads_q * c.head_dim_v);
     const TensorView q = data.Attention(data.q.data(), DType::kF32, c.seq_q,
                                         c.heads_q, c.head_dim, false);
-    const TensorView out_view = data.Attention(
-        out.data(), DType::kF32, c.seq_q, c.heads_q, c.head_dim_v, false);
+    const TensorView out_view = data.Attention(out.data(), DType::kF32, c.seq_q,
+                                               c.heads_q, c.head_dim_v, false);
     core::DecodeProblem problem;
     ASSERT_TRUE(core::ValidateDecode(q, data.Cache(data.k_cache, data.v_cache),
                                      out_view, c.options, nullptr, &problem)
