@@ -144,7 +144,9 @@ class BasicPrefetcher {
   // Asks for the next `lines` lines, one at a time; kThroughMemory: each
   // offset loaded and stored as a relaxed atomic (a temporary reference per
   // access), which the compiler cannot keep in a register (the spacing of
-  // Step<kLines, true>).
+  // Step<kLines, true>). The members are read again for every request, and
+  // that is part of the spacing: holding the base and span in registers
+  // (one load per request instead of five) cost fp32 9% on Zen 5.
   template <bool kThroughMemory = false>
   void Lines(std::size_t lines) {
     using Ref = std::atomic_ref<std::size_t>;
