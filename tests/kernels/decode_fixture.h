@@ -18,6 +18,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/half.h"
@@ -192,25 +193,36 @@ struct Outputs {
   Elements k, v;  // the cache after the call
 };
 
-// data.q rounded to the case's q dtype.
-inline Elements QueryElements(const DecodeData& data) {
-  Elements q;
-  q.Resize(data.c.q_dtype, static_cast<std::int64_t>(data.q.size()));
-  for (std::size_t e = 0; e < data.q.size(); ++e) {
-    q.Set(static_cast<std::int64_t>(e), data.q[e]);
-  }
-  return q;
-}
+// The tensors of one call besides the cache: q (data.q rounded to the
+// case's q dtype), out (of its out dtype) and lse, out and lse holding NaN
+// so that every element must be written, with the case's views over them.
+// Not copyable: the views point into its buffers.
+struct CallTensors {
+  Elements q_elements, out_elements;
+  std::vector<float> lse_values;
+  TensorView q, out, lse;
 
-// An out buffer of the case's out dtype holding NaN, so that every element
-// must be written.
-inline Elements OutElements(const DecodeCase& c) {
-  Elements out;
-  const std::int64_t count = c.batch() * c.seq_q * c.heads_q * c.head_dim_v;
-  out.Resize(c.out_dtype, count);
-  for (std::int64_t e = 0; e < count; ++e) out.Set(e, kNaN);
-  return out;
-}
+  explicit CallTensors(const DecodeData& data) {
+    const DecodeCase& c = data.c;
+    q_elements.Resize(c.q_dtype, static_cast<std::int64_t>(data.q.size()));
+    for (std::size_t e = 0; e < data.q.size(); ++e) {
+      q_elements.Set(static_cast<std::int64_t>(e), data.q[e]);
+    }
+    const std::int64_t out_count =
+        c.batch() * c.seq_q * c.heads_q * c.head_dim_v;
+    out_elements.Resize(c.out_dtype, out_count);
+    for (std::int64_t e = 0; e < out_count; ++e) out_elements.Set(e, kNaN);
+    lse_values.assign(c.batch() * c.heads_q * c.seq_q, kNaN);
+    q = data.Attention(q_elements.data(), c.q_dtype, c.seq_q, c.heads_q,
+                       c.head_dim, c.strided_q);
+    out = data.Attention(out_elements.data(), c.out_dtype, c.seq_q, c.heads_q,
+                         c.head_dim_v, c.strided_q);
+    lse = TensorView::Contiguous(lse_values.data(), DType::kF32, 3,
+                                 {c.batch(), c.heads_q, c.seq_q});
+  }
+  CallTensors(const CallTensors&) = delete;
+  CallTensors& operator=(const CallTensors&) = delete;
+};
 
 inline std::vector<float> Widened(const Elements& e) {
   std::vector<float> values(e.bytes.size() / DTypeSize(e.dtype));
@@ -223,27 +235,21 @@ inline std::vector<float> Widened(const Elements& e) {
 // Runs the fast path (reference = false) or the reference on fresh copies
 // of the cache; out is returned widened to fp32.
 inline Outputs RunDecode(DecodeData& data, bool reference, int threads = 1) {
-  const DecodeCase& c = data.c;
   Outputs result;
   result.k = data.k_cache;
   result.v = data.v_cache;
-  result.lse.assign(c.batch() * c.heads_q * c.seq_q, kNaN);
-  Elements q_elements = QueryElements(data), out_elements = OutElements(c);
-  const TensorView q = data.Attention(q_elements.data(), c.q_dtype, c.seq_q,
-                                      c.heads_q, c.head_dim, c.strided_q);
-  const TensorView out =
-      data.Attention(out_elements.data(), c.out_dtype, c.seq_q, c.heads_q,
-                     c.head_dim_v, c.strided_q);
-  const TensorView lse = TensorView::Contiguous(
-      result.lse.data(), DType::kF32, 3, {c.batch(), c.heads_q, c.seq_q});
-  AttentionOptions options = c.options;
+  CallTensors call(data);
+  AttentionOptions options = data.c.options;
   options.num_threads = threads;
   const KvCache cache = data.Cache(result.k, result.v);
   const Status status =
-      reference ? AttentionWithKvCacheReference(q, cache, out, options, &lse)
-                : AttentionWithKvCache(q, cache, out, options, &lse);
+      reference
+          ? AttentionWithKvCacheReference(call.q, cache, call.out, options,
+                                          &call.lse)
+          : AttentionWithKvCache(call.q, cache, call.out, options, &call.lse);
   EXPECT_TRUE(status.ok()) << status.ToString();
-  result.out = Widened(out_elements);
+  result.out = Widened(call.out_elements);
+  result.lse = std::move(call.lse_values);
   return result;
 }
 

@@ -27,26 +27,20 @@ using namespace decode_testing;  // the fixture (decode_fixture.h)
 // out returned widened to fp32.
 Outputs RunForward(DecodeData& data, bool reference, int threads) {
   const DecodeCase& c = data.c;
-  Outputs result;
-  result.lse.assign(c.batch() * c.heads_q * c.seq_q, kNaN);
-  Elements q_elements = QueryElements(data), out_elements = OutElements(c);
-  const TensorView q = data.Attention(q_elements.data(), c.q_dtype, c.seq_q,
-                                      c.heads_q, c.head_dim, c.strided_q);
-  const TensorView out =
-      data.Attention(out_elements.data(), c.out_dtype, c.seq_q, c.heads_q,
-                     c.head_dim_v, c.strided_q);
-  const TensorView lse = TensorView::Contiguous(
-      result.lse.data(), DType::kF32, 3, {c.batch(), c.heads_q, c.seq_q});
+  CallTensors call(data);
   const KvCache cache = data.Cache(data.k_cache, data.v_cache);
   AttentionOptions options = c.options;
   options.num_threads = threads;
   options.seqlens_k = c.cache_lens;
   const Status status =
-      reference
-          ? AttentionForwardReference(q, cache.k, cache.v, out, options, &lse)
-          : AttentionForward(q, cache.k, cache.v, out, options, &lse);
+      reference ? AttentionForwardReference(call.q, cache.k, cache.v, call.out,
+                                            options, &call.lse)
+                : AttentionForward(call.q, cache.k, cache.v, call.out, options,
+                                   &call.lse);
   EXPECT_TRUE(status.ok()) << status.ToString();
-  result.out = Widened(out_elements);
+  Outputs result;
+  result.out = Widened(call.out_elements);
+  result.lse = std::move(call.lse_values);
   return result;
 }
 
