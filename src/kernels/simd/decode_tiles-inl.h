@@ -452,7 +452,7 @@ HWY_INLINE void AddWeightedRow(float* HWY_RESTRICT o, std::size_t dv_pad,
 // key-major score tile), each in all lanes. Four rows take one 128-bit load
 // and four in-register lane broadcasts instead of four broadcast loads:
 // fewer loads per cache line read, and on Zen 5 one thread reads the bf16
-// and ragged benchmark caches 3-7% faster (docs/design.md).
+// benchmark cache about 3% faster and the ragged one 1-7% (docs/design.md).
 template <std::size_t kRows>
 HWY_INLINE void KeyWeights(const float* HWY_RESTRICT p, VF* HWY_RESTRICT w) {
   const DF d;
