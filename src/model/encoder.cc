@@ -1,6 +1,5 @@
 #include "model/encoder.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -22,20 +21,6 @@ namespace {
 // product's 512 x 384 x 384 (or more) multiply-adds. On a 2-core Zen 5
 // (32 texts x 139 tokens) 512 ran 2-6% faster than 256 or 1024.
 constexpr std::int64_t kGroupTokens = 512;
-
-// y[T, out] = x[T, in] W^T, or y += x W^T with `accumulate`; W [out, in]
-// row-major (torch's Linear). Biases are added by the pass after each
-// product: accumulating into the residual (beta = 1) spares OpenBLAS the
-// pass that zeroes y for beta = 0.
-void MatMulWeightT(const float* x, std::int64_t tokens, const float* weight,
-                   std::int64_t out_features, std::int64_t in_features,
-                   bool accumulate, float* y) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tokens),
-              static_cast<int>(out_features), static_cast<int>(in_features),
-              1.0f, x, static_cast<int>(in_features), weight,
-              static_cast<int>(in_features), accumulate ? 1.0f : 0.0f, y,
-              static_cast<int>(out_features));
-}
 
 std::string ShapeText(const std::vector<std::int64_t>& shape) {
   std::string text = "[";
@@ -99,12 +84,22 @@ Status Encoder::Bind() {
     *data = reinterpret_cast<const float*>(tensor->bytes.data());
     return Status::Ok();
   };
-  const auto linear = [&](const std::string& name, std::int64_t out,
-                          std::int64_t in, Linear* layer) -> Status {
-    layer->out = out;
-    layer->in = in;
-    Status status = get(name + ".weight", {out, in}, &layer->weight);
-    return status.ok() ? get(name + ".bias", {out}, &layer->bias) : status;
+  // A Linear from tensors `names` (their weights stacked in that order, e.g.
+  // query, key, value into one [3 * out, in] product) and their biases.
+  const auto linear = [&](const std::vector<std::string>& names,
+                          std::int64_t out, std::int64_t in,
+                          Linear* layer) -> Status {
+    std::vector<float> weight, bias;
+    for (const std::string& name : names) {
+      const float *w = nullptr, *b = nullptr;
+      Status status = get(name + ".weight", {out, in}, &w);
+      if (status.ok()) status = get(name + ".bias", {out}, &b);
+      if (!status.ok()) return status;
+      weight.insert(weight.end(), w, w + out * in);
+      bias.insert(bias.end(), b, b + out);
+    }
+    const std::int64_t parts = static_cast<std::int64_t>(names.size());
+    return Linear::Create(weight, bias, parts * out, in, layer);
   };
   const auto norm = [&](const std::string& name, Norm* layer) -> Status {
     Status status = get(name + ".weight", {c.hidden_size}, &layer->gamma);
@@ -123,32 +118,20 @@ Status Encoder::Bind() {
   if (status.ok()) status = norm("embeddings.LayerNorm", &embedding_norm_);
   layers_.resize(c.num_layers);
   const std::int64_t h = c.hidden_size, f = c.intermediate_size;
-  const std::int64_t qkv_floats = 3 * h * h + 3 * h;  // weight, then bias
-  qkv_parameters_.resize(c.num_layers * qkv_floats);
   for (std::int64_t l = 0; l < c.num_layers && status.ok(); ++l) {
     const std::string p = "encoder.layer." + std::to_string(l) + ".";
     Layer& layer = layers_[l];
-    Linear query, key, value;
-    if (status.ok()) status = linear(p + "attention.self.query", h, h, &query);
-    if (status.ok()) status = linear(p + "attention.self.key", h, h, &key);
-    if (status.ok()) status = linear(p + "attention.self.value", h, h, &value);
-    if (status.ok()) {
-      float* weight = qkv_parameters_.data() + l * qkv_floats;
-      float* bias = weight + 3 * h * h;
-      const Linear* parts[] = {&query, &key, &value};
-      for (int part = 0; part < 3; ++part) {
-        std::copy_n(parts[part]->weight, h * h, weight + part * h * h);
-        std::copy_n(parts[part]->bias, h, bias + part * h);
-      }
-      layer.qkv = Linear{weight, bias, 3 * h, h};
-    }
+    status = linear({p + "attention.self.query", p + "attention.self.key",
+                     p + "attention.self.value"},
+                    h, h, &layer.qkv);
     if (status.ok())
-      status = linear(p + "attention.output.dense", h, h, &layer.attention_out);
+      status =
+          linear({p + "attention.output.dense"}, h, h, &layer.attention_out);
     if (status.ok())
       status = norm(p + "attention.output.LayerNorm", &layer.attention_norm);
     if (status.ok())
-      status = linear(p + "intermediate.dense", f, h, &layer.intermediate);
-    if (status.ok()) status = linear(p + "output.dense", h, f, &layer.output);
+      status = linear({p + "intermediate.dense"}, f, h, &layer.intermediate);
+    if (status.ok()) status = linear({p + "output.dense"}, h, f, &layer.output);
     if (status.ok()) status = norm(p + "output.LayerNorm", &layer.output_norm);
   }
   if (status.ok() && tokenizer_->vocab_size() != c.vocab_size)
@@ -227,7 +210,6 @@ Status Encoder::Forward(const Batch& batch, const AttentionRequest& request,
 
   // Thread t takes sequences [part_begin[t], part_begin[t + 1]), split at
   // the sequence boundary nearest to t / parts of the tokens.
-  if (num_threads > 0) openblas_set_num_threads(num_threads);
   const int threads = num_threads > 0 ? num_threads : omp_get_max_threads();
   const int parts =
       static_cast<int>(std::min<std::int64_t>(threads, batch.batch));
@@ -245,8 +227,6 @@ Status Encoder::Forward(const Batch& batch, const AttentionRequest& request,
   if (parts == 1)
     return ForwardSequences(batch, cu_seqlens, 0, batch.batch, num_threads,
                             request, heads_wanted, x.data(), output);
-  // Inside this region OpenBLAS's OpenMP build runs each call on the calling
-  // thread (its pthread build would start threads of its own in every one).
   std::vector<Status> statuses(parts);
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
   for (int part = 0; part < parts; ++part)
@@ -378,9 +358,8 @@ Status Encoder::ForwardLayer(const Batch& batch,
       scratch->lse.data(), DType::kF32, 3, {1, heads, rows, 0});
   float* ffn = scratch->ffn.data();
 
-  for (std::int64_t t = 0; t < rows; ++t)
-    std::copy_n(layer.qkv.bias, 3 * hidden, qkv + t * 3 * hidden);
-  MatMulWeightT(x, rows, layer.qkv.weight, 3 * hidden, hidden, true, qkv);
+  layer.qkv.Forward(x, rows, hidden, qkv, 3 * hidden, Epilogue::kStore,
+                    threads);
   Status status =
       AttentionForward(q_view, k_view, v_view, out_view, options, &lse_view);
   if (!status.ok()) return status;
@@ -409,23 +388,19 @@ Status Encoder::ForwardLayer(const Batch& batch,
     }
   }
 
-  // Both sublayers add their product straight onto the residual x; the
-  // LayerNorm pass adds the bias.
-  MatMulWeightT(context, rows, layer.attention_out.weight, hidden, hidden, true,
-                x);
-  BiasLayerNormInPlace(x, rows, hidden, layer.attention_out.bias,
-                       layer.attention_norm.gamma, layer.attention_norm.beta,
-                       c.layer_norm_eps);
-  MatMulWeightT(x, rows, layer.intermediate.weight, ffn_width, hidden, false,
-                ffn);
-  BiasGeluInPlace(ffn, rows, ffn_width, layer.intermediate.bias);
-  MatMulWeightT(ffn, rows, layer.output.weight, hidden, ffn_width, true, x);
-  BiasLayerNormInPlace(x, rows, hidden, layer.output.bias,
-                       layer.output_norm.gamma, layer.output_norm.beta,
-                       c.layer_norm_eps);
+  // Both sublayers add their product straight onto the residual x.
+  layer.attention_out.Forward(context, rows, hidden, x, hidden,
+                              Epilogue::kAccumulate, threads);
+  BiasLayerNormInPlace(x, rows, hidden, nullptr, layer.attention_norm.gamma,
+                       layer.attention_norm.beta, c.layer_norm_eps);
+  layer.intermediate.Forward(x, rows, hidden, ffn, ffn_width, Epilogue::kStore,
+                             threads);
+  BiasGeluInPlace(ffn, rows, ffn_width, nullptr);
+  layer.output.Forward(ffn, rows, ffn_width, x, hidden, Epilogue::kAccumulate,
+                       threads);
+  BiasLayerNormInPlace(x, rows, hidden, nullptr, layer.output_norm.gamma,
+                       layer.output_norm.beta, c.layer_norm_eps);
   return Status::Ok();
 }
-
-std::string BlasCoreName() { return openblas_get_corename(); }
 
 }  // namespace salience::model

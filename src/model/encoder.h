@@ -1,5 +1,6 @@
 // A BERT encoder (all-MiniLM-L6-v2 and its kin) on salience's fused
-// attention, with OpenBLAS for the linear layers.
+// attention, with the model layer's Linear (model/linear.h) for the
+// matrix products.
 //
 // Tokens of a batch are packed end to end ([total_tokens, hidden], no
 // padding rows): the linear layers do no work on padding, and attention
@@ -16,10 +17,10 @@
 // Threads split the batch, not the matrix products: each thread takes a
 // contiguous run of whole sequences (about tokens / threads of them) and
 // runs it layer by layer in groups of about kGroupTokens tokens, calling
-// OpenBLAS and the attention kernel single-threaded. The threads never meet
-// between layers, and a group's activations stay in cache from one pass to
-// the next (see encoder.cc). A batch of one sequence runs on all threads
-// inside OpenBLAS and the attention kernel instead.
+// the products and the attention kernel single-threaded. The threads never
+// meet between layers, and a group's activations stay in cache from one pass
+// to the next (see encoder.cc). A batch of one sequence runs on all threads
+// inside the products and the attention kernel instead.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/linear.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
 #include "salience/status.h"
@@ -81,11 +83,6 @@ class Encoder {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
  private:
-  struct Linear {
-    const float* weight = nullptr;  // [out, in]
-    const float* bias = nullptr;    // [out]
-    std::int64_t out = 0, in = 0;
-  };
   struct Norm {
     const float* gamma = nullptr;
     const float* beta = nullptr;
@@ -104,7 +101,7 @@ class Encoder {
   Status Bind();
   // Sequences [first, last) of the batch: embeddings, every layer over
   // groups of about kGroupTokens tokens, mean pooling; x holds the whole
-  // batch's rows. `threads` is handed to OpenBLAS and the attention kernel
+  // batch's rows. `threads` is handed to the products and the attention kernel
   // (1 inside the encoder's own parallel region).
   Status ForwardSequences(const Batch& batch,
                           std::span<const std::int32_t> cu_seqlens,
@@ -128,13 +125,6 @@ class Encoder {
   const float* token_type_embeddings_ = nullptr;
   Norm embedding_norm_;
   std::vector<Layer> layers_;
-  // Every layer's stacked query/key/value weights and biases (copied once at
-  // load: the file keeps the three separate).
-  std::vector<float> qkv_parameters_;
 };
-
-// The kernel family OpenBLAS dispatches to ("Cooperlake", "Haswell", ...;
-// OPENBLAS_CORETYPE in the environment overrides its choice).
-std::string BlasCoreName();
 
 }  // namespace salience::model
