@@ -1,5 +1,6 @@
-// The `salience` command line: peak, bench and check. Flags are parsed
-// here; each subcommand's work lives in its own file.
+// The `salience` command line: peak, bench and check, and embed and explain
+// where the model layer is built (SALIENCE_CLI_MODEL). Flags are parsed here;
+// each subcommand's work lives in its own file.
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -15,9 +16,11 @@
 #include "tools/bench_cmd.h"
 #include "tools/check_cmd.h"
 #include "tools/cli_error.h"
+#include "tools/peak.h"
+#if SALIENCE_CLI_MODEL
 #include "tools/embed_cmd.h"
 #include "tools/explain_cmd.h"
-#include "tools/peak.h"
+#endif
 
 namespace salience::tools {
 namespace {
@@ -156,18 +159,26 @@ int Main(int argc, char** argv) {
   AddPeak(app, peak_flags);
   AddBench(app, bench_flags);
   AddCheck(app, check_flags);
+#if SALIENCE_CLI_MODEL
   EmbedFlags embed_flags;
   ExplainFlags explain_flags;
   AddEmbed(app, embed_flags);
   AddExplain(app, explain_flags);
+  constexpr const char* kSubcommands = "peak, bench, check, embed or explain";
+#else
+  constexpr const char* kSubcommands = "peak, bench or check";
+#endif
 
   // An unknown first word is a mistyped subcommand, not a stray argument.
   const std::string first = argc > 1 ? argv[1] : "";
-  if (!first.empty() && first[0] != '-' && first != "peak" &&
-      first != "bench" && first != "check" && first != "embed" &&
-      first != "explain") {
+  const CLI::App& defined = app;
+  const auto named = [&first](const CLI::App* sub) {
+    return sub->get_name() == first;
+  };
+  if (!first.empty() && first[0] != '-' &&
+      defined.get_subcommands(named).empty()) {
     return ReportError(std::string("unknown subcommand '") + argv[1] +
-                           "' (expected peak, bench, check, embed or explain; see --help)",
+                           "' (expected " + kSubcommands + "; see --help)",
                        kExitUsage);
   }
   try {
@@ -179,8 +190,10 @@ int Main(int argc, char** argv) {
   }
   if (app.got_subcommand("peak")) return RunPeak(peak_flags);
   if (app.got_subcommand("bench")) return RunBench(bench_flags);
+#if SALIENCE_CLI_MODEL
   if (app.got_subcommand("embed")) return RunEmbed(embed_flags);
   if (app.got_subcommand("explain")) return RunExplain(explain_flags);
+#endif
   return RunCheck(check_flags);
 }
 
