@@ -29,7 +29,7 @@ help:
 	@echo "make ctest         run the test suite of build/"
 	@echo "make sanitize      ASan+UBSan Debug build in build-asan/, run its tests"
 	@echo "make tsan          ThreadSanitizer build in build-tsan/, run its tests"
-	@echo "make install-test  install build/ to a temp prefix, build a consumer"
+	@echo "make install-test  install build/ and a kernels-only build, build consumers"
 	@echo "make clean         remove build/, build-asan/, build-tsan/, build-fuzz/, build-py/"
 
 # src/CMakeLists.txt builds the model layer too, so its packages (OpenBLAS,
@@ -69,8 +69,12 @@ tsan: deps-tsan
 	cmake --build --preset tsan -j $(JOBS)
 	ctest --preset tsan -j $(JOBS)
 
+# The full tree's install, then the attention library built alone
+# (SALIENCE_BUILD_MODEL=OFF), each used by a find_package and a pkg-config
+# consumer.
 install-test: build
 	bash tests/install/run.sh build
+	bash tests/install/run.sh --kernels-only
 
 # Every phase in order, each timed; stops at the first that fails.
 test: deps-tsan
