@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs salience's Python package from this checkout, and what it needs.
 #
-#   python/install.sh [--bench]
+#   python/install.sh [--bench] [--wheel]
 #
-#   1. the C++ toolchain and libraries from Debian (scripts/install_deps.sh:
-#      g++, CMake, Ninja, Highway, ...); it touches apt only if one is missing;
-#   2. the pinned packages of python/requirements-test.txt (with --bench also
-#      python/requirements-bench.txt) from PyPI, only those missing or at
-#      another version;
+#   1. what the package's build needs from Debian (scripts/install_deps.sh
+#      python: g++, CMake, Ninja, Highway); it touches apt only if one is
+#      missing. The build configures the attention library alone (no model
+#      layer, tests or tools: python/CMakeLists.txt), so nothing else;
+#   2. the pinned packages of python/requirements-test.txt and
+#      python/requirements-transformers.txt (with --bench also
+#      python/requirements-bench.txt, with --wheel python/requirements-wheel.txt)
+#      from PyPI, only those missing or at another version;
 #   3. the package itself, editable: `pip install --no-build-isolation -e .`.
 #      scikit-build-core configures python/CMakeLists.txt and builds the
 #      nanobind module in build-py/ (incrementally after the first time);
@@ -21,15 +24,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
 
-requirements=(python/requirements-test.txt)
+requirements=(python/requirements-test.txt python/requirements-transformers.txt)
 for arg in "$@"; do
   case "$arg" in
     --bench) requirements+=(python/requirements-bench.txt) ;;
-    *) echo "install.sh: unknown argument '$arg' (expected --bench)" >&2; exit 2 ;;
+    --wheel) requirements+=(python/requirements-wheel.txt) ;;
+    *) echo "install.sh: unknown argument '$arg' (expected --bench or --wheel)" >&2; exit 2 ;;
   esac
 done
 
-bash scripts/install_deps.sh build
+bash scripts/install_deps.sh python
 
 # The pinned requirements not installed at their version (a local build tag
 # such as torch's +cpu counts as the version it tags).

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing salience needs, from Debian's packages.
 #
-#   scripts/install_deps.sh [build] [tsan]
+#   scripts/install_deps.sh [build] [python] [tsan]
 #
 #   build  (the default) compiler, CMake, Ninja and the libraries: Highway,
 #          GoogleTest/GoogleMock, Google Benchmark, CLI11, nlohmann-json.
+#   python what the Python package's build needs (python/install.sh): the
+#          compiler, CMake, Ninja and Highway; its CMake configures the
+#          attention library alone (no model layer, tests or tools).
 #   tsan   clang-14 with LLVM's OpenMP runtime, for the ThreadSanitizer build.
 #          GCC's libgomp is not instrumented, so TSan cannot see its barriers
 #          and reports false races; LLVM's libomp ships the Archer tool, which
@@ -22,6 +25,7 @@ build_packages=(
   libhwy-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   nlohmann-json3-dev
 )
+python_packages=(g++ ninja-build libhwy-dev)
 tsan_packages=(clang-14 libclang-rt-14-dev libomp-14-dev)
 
 is_installed() {
@@ -45,8 +49,10 @@ for group in "${groups[@]}"; do
   case "$group" in
     build) wanted+=("${build_packages[@]}")
            has_cmake || wanted+=(cmake) ;;
+    python) wanted+=("${python_packages[@]}")
+            has_cmake || wanted+=(cmake) ;;
     tsan) wanted+=("${tsan_packages[@]}") ;;
-    *) echo "install_deps: unknown group '$group' (expected build, tsan)" >&2
+    *) echo "install_deps: unknown group '$group' (expected build, python, tsan)" >&2
        exit 2 ;;
   esac
 done

@@ -60,4 +60,7 @@ void BindBackward(nb::module_& m);
 // Adds decode() and merge_states() (decode_bindings.cc).
 void BindDecode(nb::module_& m);
 
+// Adds build_info(), machine_info() and measure_peak() (system_bindings.cc).
+void BindSystem(nb::module_& m);
+
 }  // namespace salience::python

@@ -252,4 +252,5 @@ the fp64 reference kernel. The GIL is released while the kernel runs.
 Raises ValueError for a bad argument, TypeError for an unsupported dtype.)doc");
   BindBackward(m);
   BindDecode(m);
+  BindSystem(m);
 }
