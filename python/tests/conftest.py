@@ -41,3 +41,16 @@ def rng() -> np.random.Generator:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(1234)
+
+
+@pytest.fixture(scope="module")
+def one_thread():  # type: ignore[no-untyped-def]
+    """One thread each for torch and salience over a module of tiny calls
+    (results do not depend on it): on a busy machine, a second worker that
+    is scheduled late stretches every small product."""
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    salience.set_num_threads(1)
+    yield
+    torch.set_num_threads(torch_threads)
+    salience.set_num_threads(0)
