@@ -20,7 +20,7 @@ TEST_PHASES := build ctest sanitize tsan install-test fuzz
 # fuzz, explain-demo, python-install, python-test, ...) live beside their code.
 include models.mk
 include python/python.mk
-TEST_PHASES += python-test
+TEST_PHASES += python-test wheel-test
 
 help:
 	@echo "make build         install deps, configure Release in build/, build all"
@@ -30,6 +30,7 @@ help:
 	@echo "make sanitize      ASan+UBSan Debug build in build-asan/, run its tests"
 	@echo "make tsan          ThreadSanitizer build in build-tsan/, run its tests"
 	@echo "make install-test  install build/ and a kernels-only build, build consumers"
+	@echo "make wheel-test    build the sdist and the repaired wheel, check it in a fresh venv"
 	@echo "make clean         remove build/, build-asan/, build-tsan/, build-fuzz/, build-py/"
 
 # src/CMakeLists.txt builds the model layer too, so its packages (OpenBLAS,

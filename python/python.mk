@@ -5,10 +5,13 @@
 #   make python-test     install, then the pytest suite of python/tests
 #   make peers           install with the benchmark's extras, then
 #                        bench/peers.py (PEERS_FLAGS, e.g. --quick, --write)
+#   make wheel-test      the sdist, the wheel built from it, auditwheel
+#                        repair, then the wheel alone in a fresh venv
+#                        against torch (python/wheel_test.sh)
 PYTHON ?= python3
 PEERS_FLAGS ?=
 
-.PHONY: python-install python-test peers
+.PHONY: python-install python-test peers wheel-test
 
 python-install:
 	PYTHON=$(PYTHON) bash python/install.sh
@@ -19,3 +22,7 @@ python-test: python-install
 peers:
 	PYTHON=$(PYTHON) bash python/install.sh --bench
 	$(PYTHON) bench/peers.py $(PEERS_FLAGS)
+
+wheel-test:
+	PYTHON=$(PYTHON) bash python/install.sh --wheel
+	PYTHON=$(PYTHON) bash python/wheel_test.sh
