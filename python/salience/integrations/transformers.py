@@ -175,27 +175,30 @@ def attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.T
         common.update(dropout_options(float(dropout), query))
     calls = _plan(module, attention_mask, is_causal, position_bias, batch, q_length, kv_length)
 
-    out = torch.empty(batch, q_length, heads_q, head_dim_v, dtype=query.dtype)
-    out_bhnd = out.transpose(1, 2)
     graph = torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (query, key, value, s_aux))
+    # Without autograd, every call writes its rows of the output in place, in
+    # the [batch, q_len, heads, dim] order the model reads; with it, the
+    # pieces are joined so that each keeps its gradient.
+    out = None if graph else torch.empty(batch, q_length, heads_q, head_dim_v,
+                                         dtype=query.dtype)
     pieces = []
     for b0, b1, k0, k1, options, mask in calls:
         q, k, v = query[b0:b1], key[b0:b1, :, k0:k1], value[b0:b1, :, k0:k1]
+        rows = None if out is None else out[b0:b1].transpose(1, 2)
         if mask is not None and mask.shape[0] != 1:
             mask = mask[b0:b1]
         if "dropout_offset" in common and b0 > 0:  # a stream of its own per call
             options = {**options, "dropout_offset": (common["dropout_offset"] + b0) % 2**64}
         if s_aux is not None:
             piece = attention_with_sinks(q, k, v, s_aux, mask=mask, **{**common, **options})
-            if not graph:
-                out_bhnd[b0:b1] = piece
+            if rows is not None:
+                rows.copy_(piece)
         else:
-            piece = salience.attention(q, k, v, layout="bhnd", mask=mask,
-                                       out=None if graph else out_bhnd[b0:b1],
+            piece = salience.attention(q, k, v, layout="bhnd", mask=mask, out=rows,
                                        **{**common, **options})
         pieces.append(piece)
-    if not graph:
+    if out is not None:
         return out, None
     whole = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
     return whole.transpose(1, 2).contiguous(), None
