@@ -106,15 +106,16 @@ def test_other_masks_pass_through_materialized() -> None:
 def test_band_options_use_the_kernels_masks() -> None:
     # A prompt: top-left causal; a decode step: bottom-right, the decode
     # kernel's alignment; a sliding layer adds its left bound.
-    assert _masks.band_options(5, torch.tensor([5]).numpy(), 0, True, None) == {"causal": "top_left"}
-    import numpy as np
-
-    assert _masks.band_options(1, np.array([9, 9]), 8, True, None) == {"causal": "bottom_right"}
-    assert _masks.band_options(1, np.array([9]), 8, True, 4) == {
+    assert _masks.band_options(5, (5,), 0, True, None) == {"causal": "top_left"}
+    assert _masks.band_options(1, (9, 9), 8, True, None) == {"causal": "bottom_right"}
+    assert _masks.band_options(1, (9,), 8, True, 4) == {
         "causal": "bottom_right", "window_align": "bottom_right", "window_left": 3}
     # A static cache (keys past the end are padding): top-left with a band.
-    assert _masks.band_options(1, np.array([5, 7]), 8, True, None) == {
+    assert _masks.band_options(1, (5, 7), 8, True, None) == {
         "window_align": "top_left", "window_right": 8}
+    # Beyond what the options say (a causal diagonal above the first key
+    # row, not aligned with the lengths): None, so the mask is materialized.
+    assert _masks.band_options(4, (9,), -2, True, None) is None
 
 
 @pytest.mark.parametrize("sizes", list(itertools.product([1, 4], [7, 12])))

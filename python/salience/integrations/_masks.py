@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -167,16 +167,16 @@ def mask_interface(batch_size: int, q_length: int, kv_length: int,
                          **_padding(attention_mask, kv_length, kv_offset))
 
 
-def band_options(q_length: int, key_lengths: np.ndarray, offset: int, causal: bool,
+def band_options(q_length: int, key_lengths: Iterable[int], offset: int, causal: bool,
                  window: Optional[int]) -> Optional[Dict[str, Any]]:
     """The kernel's causal/window options for a band (see AttentionMask) in a
-    call whose sequences have key_lengths valid keys each, or None where the
-    options cannot say it. The kernel anchors its diagonal at i (top_left) or
-    at i + k_len - q_len of each sequence (bottom_right) and takes window
-    bounds that are >= 0."""
+    call whose sequences have key_lengths valid keys each (any order,
+    repeats allowed), or None where the options cannot say it. The kernel
+    anchors its diagonal at i (top_left) or at i + k_len - q_len of each
+    sequence (bottom_right) and takes window bounds that are >= 0."""
     # Sequences without keys give 0 under any band: they do not constrain it.
-    shifts = key_lengths[key_lengths > 0].astype(np.int64) - q_length
-    bottom_right = bool((shifts == offset).all())
+    bottom_right = all(int(length) - q_length == offset
+                       for length in set(key_lengths) if length > 0)
     if causal:
         if window is None:
             if offset == 0:

@@ -80,16 +80,13 @@ def _calls_for_structure(mask: AttentionMask, q_length: int, kv_length: int) -> 
     the materialized mask where the kernel's options cannot say the band."""
     batch = mask.batch_size
     band = dict(offset=mask.offset, causal=mask.causal, window=mask.window)
-    if mask.key_valid is not None:  # padding with holes: a [batch, 1, 1, kv] key mask
-        options = band_options(q_length, np.full(batch, kv_length), **band)
+    if mask.key_begin is None or mask.key_end is None:  # no padding, or with holes
+        options = band_options(q_length, (kv_length,), **band)
         if options is None:
             return _dense_call(batch, kv_length, mask.to_dense())
-        return [(0, batch, 0, kv_length, options, mask.key_valid[:, None, None, :])]
-    if mask.key_begin is None or mask.key_end is None:
-        begin = np.zeros(batch, dtype=np.int64)
-        end = np.full(batch, kv_length, dtype=np.int64)
-    else:
-        begin, end = mask.key_begin, mask.key_end
+        key_mask = None if mask.key_valid is None else mask.key_valid[:, None, None, :]
+        return [(0, batch, 0, kv_length, options, key_mask)]
+    begin, end = mask.key_begin, mask.key_end
     if (begin == begin[0]).all():
         # One call: keys from the common first valid one; the ends as seqlens_k.
         k0, k1 = int(begin[0]), max(int(end.max()), int(begin[0]) + 1)
@@ -108,8 +105,7 @@ def _calls_for_structure(mask: AttentionMask, q_length: int, kv_length: int) -> 
         if k1 <= k0:  # no real token: every row sees no key and gives 0
             calls.append((b, b + 1, 0, kv_length, {"seqlens_k": np.zeros(1, np.int32)}, None))
             continue
-        options = band_options(q_length, np.array([k1 - k0]),
-                               **{**band, "offset": mask.offset - k0})
+        options = band_options(q_length, (k1 - k0,), **{**band, "offset": mask.offset - k0})
         if options is None:
             return _dense_call(batch, kv_length, mask.to_dense())
         calls.append((b, b + 1, k0, k1, options, None))
@@ -184,10 +180,13 @@ def attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.T
                                          dtype=query.dtype)
     pieces = []
     for b0, b1, k0, k1, options, mask in calls:
-        q, k, v = query[b0:b1], key[b0:b1, :, k0:k1], value[b0:b1, :, k0:k1]
-        rows = None if out is None else out[b0:b1].transpose(1, 2)
-        if mask is not None and mask.shape[0] != 1:
-            mask = mask[b0:b1]
+        q, k, v, rows = query, key, value, out
+        if (b0, b1, k0, k1) != (0, batch, 0, kv_length):  # views of a part
+            q, k, v = query[b0:b1], key[b0:b1, :, k0:k1], value[b0:b1, :, k0:k1]
+            rows = None if out is None else out[b0:b1]
+            if mask is not None and mask.shape[0] != 1:
+                mask = mask[b0:b1]
+        rows = None if rows is None else rows.transpose(1, 2)
         if "dropout_offset" in common and b0 > 0:  # a stream of its own per call
             options = {**options, "dropout_offset": (common["dropout_offset"] + b0) % 2**64}
         if s_aux is not None:
