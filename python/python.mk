@@ -8,10 +8,13 @@
 #   make wheel-test      the sdist, the wheel built from it, auditwheel
 #                        repair, then the wheel alone in a fresh venv
 #                        against torch (python/wheel_test.sh)
+#   make hf-bench        bench/hf_peers.py: transformers models with
+#                        "salience", "sdpa" and "eager" (HF_BENCH_FLAGS)
 PYTHON ?= python3
 PEERS_FLAGS ?=
+HF_BENCH_FLAGS ?=
 
-.PHONY: python-install python-test peers wheel-test
+.PHONY: python-install python-test peers wheel-test hf-bench
 
 python-install:
 	PYTHON=$(PYTHON) bash python/install.sh
@@ -26,3 +29,6 @@ peers:
 wheel-test:
 	PYTHON=$(PYTHON) bash python/install.sh --wheel
 	PYTHON=$(PYTHON) bash python/wheel_test.sh
+
+hf-bench: python-install
+	$(PYTHON) bench/hf_peers.py $(HF_BENCH_FLAGS)
