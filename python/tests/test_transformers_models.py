@@ -129,6 +129,31 @@ def test_llama_style_generation_matches_sdpa() -> None:
     assert tokens.tolist() != _generate(_qwen3(sliding=False), "salience", ids).tolist()
 
 
+def _llama() -> transformers.PreTrainedModel:
+    config = transformers.LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=16,
+        max_position_embeddings=256, initializer_range=0.1)
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def _mistral() -> transformers.PreTrainedModel:
+    config = transformers.MistralConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=12,
+        max_position_embeddings=256, initializer_range=0.1)
+    torch.manual_seed(0)
+    return transformers.MistralForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("build", [_llama, _mistral], ids=["llama_mqa", "mistral_sliding"])
+def test_other_decoders_generate_as_sdpa(build) -> None:  # type: ignore[no-untyped-def]
+    model, ids = build(), _prompt(length=30)
+    assert _generate(model, "salience", ids, new_tokens=16).tolist() == \
+        _generate(model, "sdpa", ids, new_tokens=16).tolist()
+
+
 def test_generation_runs_decode_steps_as_decode_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each new token is one query row per sequence against the cache, with
     no mask tensor, query padding or varlen batch: the calls AttentionForward
