@@ -34,12 +34,15 @@ def integer(name: str, value: Any, low: int, high: int) -> int:
     """`value` as a Python int: an int, a NumPy integer or a one-element
     integer tensor (anything with __index__), not a bool or a float, within
     [low, high]."""
-    if isinstance(value, (bool, np.bool_)):
+    if type(value) is int:  # the usual case, without the checks below
+        number = value
+    elif isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an integer, got {_describe(value)}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name}: expected an integer, got {_describe(value)}") from None
+    else:
+        try:
+            number = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name}: expected an integer, got {_describe(value)}") from None
     if not low <= number <= high:
         raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {number}")
     return number
@@ -53,7 +56,8 @@ def real(name: str, value: Any, finite: bool = False) -> float:
     """`value` as a Python float: an int or a float (Python or NumPy), not a
     bool or a string; with `finite`, not inf or NaN. Other ranges are the
     library's to check, with messages naming the argument."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, (bool, np.bool_))
+                                     or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name}: expected a real number, got {_describe(value)}")
     number = float(value)
     if finite and not math.isfinite(number):
@@ -67,7 +71,9 @@ def optional_real(name: str, value: Any, finite: bool = False) -> Optional[float
 
 def boolean(name: str, value: Any) -> bool:
     """True or False (Python's or NumPy's); 0, 1, None and strings raise."""
-    if not isinstance(value, (bool, np.bool_)):
+    if value is True or value is False:
+        return value  # type: ignore[no-any-return]
+    if not isinstance(value, np.bool_):
         raise TypeError(f"{name}: expected True or False, got {_describe(value)}")
     return bool(value)
 
@@ -97,7 +103,8 @@ def index_array(name: str, x: Any, ndim: int = 1, axes: str = "") -> np.ndarray:
         raise ValueError(f"{name}: expected {shape}, got shape {list(values.shape)}")
     if values.dtype.kind not in "iu":
         raise TypeError(f"{name}.dtype: expected an integer type (int32), got {values.dtype}")
-    if values.size:
+    fits = values.dtype.itemsize < 4 or values.dtype == np.int32  # by its type
+    if values.size and not fits:
         low, high = int(values.min()), int(values.max())
         if low < INT32_MIN or high > INT32_MAX:
             bad = low if low < INT32_MIN else high

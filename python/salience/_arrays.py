@@ -109,10 +109,16 @@ def check_same_kind(names: Sequence[str], arrays: Sequence[Any]) -> None:
     """TypeError unless the array arguments of a call (torch tensors and
     NumPy arrays; None and Python sequences of indices are not arrays) are
     all torch tensors or all NumPy arrays."""
-    given = [(n, x) for n, x in zip(names, arrays) if is_array(x)]
-    if len({is_torch(x) for _, x in given}) > 1:
-        described = ", ".join(
-            f"{n}: {'torch.Tensor' if is_torch(x) else 'numpy.ndarray'}" for n, x in given)
+    given = []
+    for name, x in zip(names, arrays):
+        if x is None:
+            continue
+        if is_torch(x):
+            given.append((name, "torch.Tensor"))
+        elif isinstance(x, np.ndarray):
+            given.append((name, "numpy.ndarray"))
+    if len({kind for _, kind in given}) > 1:
+        described = ", ".join(f"{n}: {kind}" for n, kind in given)
         raise TypeError(
             f"expected all torch tensors or all NumPy arrays, got {described}"
         )

@@ -59,10 +59,6 @@ def _seqlens(cache_seqlens: Any, batch: int, default: int) -> np.ndarray:
     else:
         value = _args.integer("cache_seqlens", cache_seqlens, 0, _args.INT32_MAX)
         lengths = np.full(batch, value, dtype=np.int32)
-    negative = np.flatnonzero(lengths < 0)
-    if negative.size:
-        b = int(negative[0])
-        raise ValueError(f"cache_seqlens[{b}]: expected >= 0, got {lengths[b]}")
     return lengths
 
 
@@ -185,9 +181,14 @@ def with_kvcache(q: Any, k_cache: Any, v_cache: Any, k: Any, v: Any, rotary_cos:
     left = -1 if left >= capacity else left
     right = -1 if right >= capacity else right
     if rotary_cos is not None or rotary_sin is not None:
+        # The positions index rotary_cos before the library checks the lengths.
         if lengths.shape[0] != batch:
             raise ValueError(f"cache_seqlens: expected {batch} entries (q.shape[0], batch), "
                              f"got {lengths.shape[0]}")
+        negative = np.flatnonzero(lengths < 0)
+        if negative.size:
+            b = int(negative[0])
+            raise ValueError(f"cache_seqlens[{b}]: expected >= 0, got {lengths[b]}")
         per_row = causal or left >= 0 or right >= 0
         q, k = _rotate(q, k, rotary_cos, rotary_sin, lengths, per_row, interleaved,
                        k_cache.dtype)
