@@ -42,7 +42,7 @@ def check_cache(name: str, x: Any) -> None:
                          f"page_block_size, nheads_k, headdim], got shape {list(x.shape)}")
 
 
-def _like_cache(name: str, x: Any, cache: Any) -> Any:
+def _like_cache(x: Any, cache: Any) -> Any:
     """New rows in the cache's dtype, as the cache stores them."""
     if x.dtype == cache.dtype:
         return _arrays.for_kernel(x)
@@ -148,6 +148,7 @@ def with_kvcache(q: Any, k_cache: Any, v_cache: Any, k: Any, v: Any, rotary_cos:
     for name, x in (("k", k), ("v", v)):
         if x is not None:
             _arrays.check_array(name, x)
+            _arrays.check_attention_dtype(name, x)
             if x.ndim != 4:
                 raise ValueError(f"{name}: expected 4 axes [batch, seqlen_new, nheads_k, "
                                  f"headdim], got shape {list(x.shape)}")
@@ -195,8 +196,8 @@ def with_kvcache(q: Any, k_cache: Any, v_cache: Any, k: Any, v: Any, rotary_cos:
     if appending:
         check_written_cache("k_cache", k_cache)
         check_written_cache("v_cache", v_cache)
-    k_new = _like_cache("k", k, k_cache) if appending else None
-    v_new = _like_cache("v", v, v_cache) if appending else None
+    k_new = _like_cache(k, k_cache) if appending else None
+    v_new = _like_cache(v, v_cache) if appending else None
     slopes = _args.float32_vector("alibi_slopes", alibi_slopes)
 
     def run() -> Tuple[Any, ...]:

@@ -161,6 +161,8 @@ TABLE: List[Tuple[Callable[[], Any], str, List[Any], str]] = [
                               np.random.rand(10, 4).astype(np.float32),
                               torch.ones(10, 4, dtype=torch.int32)], "rotary_"),
     (_kvcache, "rotary_sin", [torch.rand(10, 3), None], "rotary_"),
+    (_kvcache, "k", [torch.ones(2, 1, 2, 16, dtype=torch.int32), torch.ones(2, 1, 2, 16).double(),
+                     torch.ones(2, 2, 16), [1.0]], "k"),
     (_kvcache, "k_cache", [np.zeros((2, 10, 2, 16), np.float32), torch.zeros(2, 10, 2, 16).double()],
      "k_cache"),
     (_kvcache_paged, "block_table", TABLES + [_i32(0, 1, 2, 7).reshape(2, 2),
