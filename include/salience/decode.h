@@ -6,13 +6,16 @@
 //
 //   out[b, i, h, :] = sum_j softmax_j(score(b, h, i, j)) * V_b[j, h / G, :]
 //
-// over the keys j < k_len(b) = cache.seqlens[b] + seqlen_new, where V_b / K_b
-// are sequence b's cached rows followed by its new rows (k_new / v_new, which
-// are first written into the cache at positions seqlens[b] .. k_len(b) - 1,
-// as flash-attn's flash_attn_with_kvcache does). Scores are attention.h's:
-// scale, softcap, ALiBi (bottom-right distance i + k_len - q_len - j), the
-// causal bound and the window, with the new queries aligned to the END of the
-// cache (Causal::kBottomRight: query i sees keys j <= i + k_len - q_len).
+// over the keys j < k_len(b) = cache.seqlens[b] + seqlen_new - leftpad(b),
+// where V_b / K_b are sequence b's cached rows from cache position
+// leftpad(b) (cache.leftpad[b], default 0: the positions before it are left
+// padding, never read) followed by its new rows (k_new / v_new, which are
+// first written into the cache at positions seqlens[b] .. seqlens[b] +
+// seqlen_new - 1, as flash-attn's flash_attn_with_kvcache does; key j is
+// cache position leftpad(b) + j). Scores are attention.h's: scale, softcap,
+// ALiBi (bottom-right distance i + k_len - q_len - j), the causal bound and
+// the window, with the new queries aligned to the END of the cache
+// (Causal::kBottomRight: query i sees keys j <= i + k_len - q_len).
 //
 // Shapes (logical axes; any non-negative strides, see tensor.h):
 //   q         [batch, seq_q, heads_q, head_dim]            fp32, bf16 or fp16
@@ -24,14 +27,18 @@
 //   paged cache (vLLM / flash-attn's block_table):
 //     k       [num_pages, page_size, heads_kv, head_dim]
 //     v       [num_pages, page_size, heads_kv, head_dim_v]
-//     block_table  int32 [batch, max_pages]: key j of sequence b lives in page
-//                  block_table[b][j / page_size], slot j % page_size
+//     block_table  int32 [batch, max_pages]: cache position t of sequence b
+//                  lives in page block_table[b][t / page_size], slot
+//                  t % page_size
 //   k_new     [batch, seqlen_new, heads_kv, head_dim]      dtype of the cache
 //   v_new     [batch, seqlen_new, heads_kv, head_dim_v]    optional (both)
 //
+//   leftpad   int32 [batch], optional: 0 <= leftpad[b] <= seqlens[b]
+//
 // Every page a sequence reads or writes must be a valid page id (an invalid
-// one is an error, never a read). Each sequence's k_len must fit its
-// capacity (contiguous: k.shape[1]; paged: max_pages * page_size).
+// one is an error, never a read; pages wholly before leftpad[b] are not
+// looked at). Each sequence's seqlens[b] + seqlen_new must fit its capacity
+// (contiguous: k.shape[1]; paged: max_pages * page_size).
 // Sequences must not share a page that an append writes.
 //
 // q, out and the cache each have a dtype of their own (a bf16 model passes
@@ -73,6 +80,9 @@ struct KvCache {
   TensorView k, v;  // see the shapes above; written when k_new is given
   // Tokens already cached per sequence, [batch], before the append.
   std::span<const std::int32_t> seqlens;
+  // First cache position of each sequence's keys, [batch] (flash-attn's
+  // cache_leftpad: left-padded prompts); empty: 0 for every sequence.
+  std::span<const std::int32_t> leftpad;
   BlockTable block_table;
   // New keys and values to append before attending; data == nullptr (both)
   // appends nothing.
@@ -103,11 +113,13 @@ Status AttentionWithKvCacheReference(const TensorView& q, const KvCache& cache,
 // exact up to rounding. A side with lse = -inf (no keys) has weight 0 and is
 // never read: the result is the other side exactly; both -inf give out = 0,
 // lse = -inf (never NaN).
-//   out_a, out_b, out  [batch, seq, heads, head_dim]  fp32
+//   out_a, out_b, out  [batch, seq, heads, head_dim]  fp32, bf16 or fp16
 //   lse_a, lse_b       [batch, heads, seq]            fp32
 //   lse                [batch, heads, seq]            fp32, optional
-// out may be out_a or out_b itself (each element depends only on the same
-// element of the inputs); lse likewise.
+// Each of out_a, out_b and out has a dtype of its own; the merge reads them
+// widened to fp32, computes in fp32 and rounds out once. out may be out_a or
+// out_b itself (each element depends only on the same element of the
+// inputs); lse likewise.
 Status MergeAttentionStates(const TensorView& out_a, const TensorView& lse_a,
                             const TensorView& out_b, const TensorView& lse_b,
                             const TensorView& out,

@@ -1,7 +1,8 @@
 """salience: exact fused attention on CPUs.
 
-Three ways in, all on float32 torch tensors or NumPy arrays on the CPU, any
-strides, no copies (DLPack), the output of the input's kind:
+Three ways in, all on float32, bfloat16 or float16 torch tensors or NumPy
+arrays on the CPU (all of one kind in a call), any strides, no copies
+(DLPack), the output of the input's kind:
 
 - scaled_dot_product_attention: torch.nn.functional's, same semantics;
 - flash_attn_func, flash_attn_varlen_func (and the rest of flash-attn 2's

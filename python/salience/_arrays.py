@@ -11,11 +11,10 @@ a torch tensor can only arrive if the caller imported torch already, so
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _HALF_DTYPES = {"torch.float16", "torch.bfloat16", "float16", "bfloat16"}
 
 
@@ -102,30 +101,103 @@ def empty_like_dtype(like: Any, shape: Sequence[int]) -> Any:
     return np.empty(tuple(shape), dtype=like.dtype)
 
 
+def is_array(x: Any) -> bool:
+    return is_torch(x) or isinstance(x, np.ndarray)
+
+
 def check_same_kind(names: Sequence[str], arrays: Sequence[Any]) -> None:
-    """TypeError unless the arrays are all torch tensors or all NumPy arrays."""
-    kinds = {is_torch(x) for x in arrays if x is not None}
-    if len(kinds) > 1:
-        described = ", ".join(
-            f"{n}: {'torch.Tensor' if is_torch(x) else 'numpy.ndarray'}"
-            for n, x in zip(names, arrays)
-            if x is not None
-        )
+    """TypeError unless the array arguments of a call (torch tensors and
+    NumPy arrays; None and Python sequences of indices are not arrays) are
+    all torch tensors or all NumPy arrays."""
+    given = []
+    for name, x in zip(names, arrays):
+        if x is None:
+            continue
+        if is_torch(x):
+            given.append((name, "torch.Tensor"))
+        elif isinstance(x, np.ndarray):
+            given.append((name, "numpy.ndarray"))
+    if len({kind for _, kind in given}) > 1:
+        described = ", ".join(f"{n}: {kind}" for n, kind in given)
         raise TypeError(
             f"expected all torch tensors or all NumPy arrays, got {described}"
         )
 
 
+def resolved(x: Any) -> Any:
+    """A torch tensor without the lazy negative or conjugate bit (a view such
+    as x.conj().imag reads as -x through DLPack, which ignores the bit): a
+    copy when a bit is set, else `x` itself."""
+    if is_torch(x) and (x.is_neg() or x.is_conj()):
+        return x.resolve_conj().resolve_neg()
+    return x
+
+
 def for_kernel(x: Any) -> Any:
-    """`x` as the C++ module takes it: detached from autograd (no copy); a
-    NumPy view with negative strides (x[::-1]) or strides that are no multiple
-    of the item size, which DLPack cannot describe, becomes a contiguous copy.
-    """
+    """`x` as the C++ module reads it: detached from autograd (no copy),
+    without a negative or conjugate bit (a copy only when one is set); a
+    NumPy view with negative strides (x[::-1]) or strides that are no
+    multiple of the item size, which DLPack cannot describe, becomes a
+    contiguous copy."""
     if is_torch(x):
-        return x.detach() if x.requires_grad else x
+        return resolved(x.detach() if x.requires_grad else x)
     if any(s < 0 or s % x.itemsize for s in x.strides):
         return np.ascontiguousarray(x)
     return x
+
+
+def check_writable(name: str, x: Any) -> None:
+    """ValueError unless the C++ module can write into `x` in place: a
+    NumPy array that is writable, a tensor without a negative or conjugate
+    bit (the kernel would store the values without the sign the bit
+    implies)."""
+    if is_torch(x):
+        if x.is_neg() or x.is_conj():
+            raise ValueError(
+                f"{name}: expected a tensor salience can write into, got one with the "
+                f"{'negative' if x.is_neg() else 'conjugate'} bit set (a lazy view such "
+                f"as x.conj().imag); pass a plain tensor")
+        return
+    if not x.flags.writeable:
+        raise ValueError(
+            f"{name}: expected a writable array, got a read-only one (a "
+            f"np.broadcast_to view, or flags.writeable is False)")
+    if any(s < 0 or s % x.itemsize for s in x.strides):
+        raise ValueError(
+            f"{name}: expected strides DLPack can describe (non-negative multiples of "
+            f"the item size), got {x.strides} bytes; pass np.ascontiguousarray({name})")
+
+
+def check_grad_for_write(name: str, x: Any, inputs: Sequence[Any] = ()) -> None:
+    """What torch enforces for a write into `x` (an out= argument, or a KV
+    cache appended to) that autograd cannot record: RuntimeError while
+    grad mode is on if `x` requires grad (a leaf would lose its gradient,
+    a non-leaf would silently drop the write from the graph) or, for out=,
+    if an input requires grad, as torch's out= functions do."""
+    torch = _torch()
+    if torch is None or not is_torch(x) or not torch.is_grad_enabled():
+        return
+    if x.requires_grad:
+        what = "a leaf tensor" if x.is_leaf else "a tensor"
+        raise RuntimeError(
+            f"{name}: {what} that requires grad cannot be written in place by salience "
+            f"(autograd cannot record it); write under torch.no_grad() or pass a "
+            f"tensor that does not require grad")
+    if any(is_torch(t) and t.requires_grad for t in inputs):
+        raise RuntimeError(
+            f"{name}: functions with out=... arguments don't support automatic "
+            f"differentiation, but one of the arguments requires grad (as in torch); "
+            f"leave out= or run under torch.no_grad()")
+
+
+def mark_written(*arrays: Any) -> None:
+    """Bumps the version counter of tensors written in place, as torch's
+    in-place operations do, so that autograd refuses a graph that saved
+    their old values instead of computing a wrong gradient."""
+    torch = _torch()
+    for x in arrays:
+        if is_torch(x):
+            torch.autograd.graph.increment_version(x)
 
 
 def broadcast_to(x: Any, shape: Sequence[int]) -> Any:
@@ -144,47 +216,13 @@ def empty_float32(like: Any, shape: Sequence[int]) -> Any:
     return np.empty(tuple(shape), dtype=np.float32)
 
 
-def _to_numpy(name: str, x: Any) -> np.ndarray:
+def to_numpy(name: str, x: Any) -> np.ndarray:
+    """A NumPy view of a tensor (its values: the negative bit resolved), an
+    array as it is, or a sequence as an array."""
     if is_torch(x):
         check_array(name, x)
-        return x.detach().numpy()  # type: ignore[no-any-return]
+        return resolved(x.detach()).numpy()  # type: ignore[no-any-return]
     return np.asarray(x)
-
-
-def int32_vector(name: str, x: Any) -> Optional[np.ndarray]:
-    """A 1-D contiguous int32 copy of an index array (a tensor, an array or a
-    sequence of ints), or None; small, so a copy costs nothing."""
-    if x is None:
-        return None
-    values = _to_numpy(name, x)
-    if values.ndim != 1:
-        raise ValueError(
-            f"{name}: expected a 1-D array of integers, got shape {tuple(values.shape)}"
-        )
-    if values.dtype.kind not in "iu":
-        raise TypeError(f"{name}.dtype: expected an integer type (int32), got {values.dtype}")
-    if values.size and (values.min() < _INT32_MIN or values.max() > _INT32_MAX):
-        raise ValueError(f"{name}: values must fit in int32, got {values.min()}..{values.max()}")
-    return np.ascontiguousarray(values, dtype=np.int32)
-
-
-def required_int32_vector(name: str, x: Any) -> np.ndarray:
-    """int32_vector for an argument that has no default."""
-    values = int32_vector(name, x)
-    if values is None:
-        raise TypeError(f"{name}: expected an int32 array, got None")
-    return values
-
-
-def float32_vector(name: str, x: Any) -> Optional[np.ndarray]:
-    """The values of a float array (any shape, row-major) as contiguous
-    float32, or None."""
-    if x is None:
-        return None
-    values = _to_numpy(name, x)
-    if values.dtype.kind != "f":
-        raise TypeError(f"{name}.dtype: expected a floating type (float32), got {values.dtype}")
-    return np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
 
 
 def needs_graph(arrays: Sequence[Any]) -> bool:

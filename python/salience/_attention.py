@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Literal, Optional, Tuple, TypeVar,
                     Union, overload)
 
-from salience import _arrays, _autograd, _salience
+import numpy as np
+
+from salience import _args, _arrays, _autograd, _salience
 
 Array = TypeVar("Array")
 Layout = Literal["bnhd", "bhnd"]
@@ -30,9 +32,7 @@ def set_num_threads(num_threads: int) -> None:
     """Sets the worker threads every call uses unless it passes num_threads;
     0 (the default) means OpenMP's default: OMP_NUM_THREADS, else all cores."""
     global _num_threads
-    if not isinstance(num_threads, int) or num_threads < 0:
-        raise ValueError(f"num_threads: expected an int >= 0, got {num_threads!r}")
-    _num_threads = num_threads
+    _num_threads = _args.num_threads(num_threads)
 
 
 def get_num_threads() -> int:
@@ -40,12 +40,27 @@ def get_num_threads() -> int:
     return _num_threads if _num_threads > 0 else _salience.max_threads()
 
 
+_CAUSAL_NAMES = ("none", "top_left", "bottom_right")
+
+
 def _causal_name(causal: CausalArg) -> str:
-    if causal is None or causal is False:
+    if causal is None or causal is False or causal is np.False_:
         return "none"
-    if causal is True:
+    if causal is True or causal is np.True_:
         return "bottom_right"
-    return causal
+    if isinstance(causal, str) and causal in _CAUSAL_NAMES:
+        return causal
+    raise (ValueError if isinstance(causal, str) else TypeError)(
+        f"causal: expected False, True, None, 'none', 'top_left' or 'bottom_right', "
+        f"got {causal!r}")
+
+
+def _choice(name: str, value: Any, choices: Tuple[str, ...]) -> str:
+    if isinstance(value, str) and value in choices:
+        return value
+    expected = " or ".join(repr(c) for c in choices)
+    raise (ValueError if isinstance(value, str) else TypeError)(
+        f"{name}: expected {expected}, got {value!r}")
 
 
 def kernel_options(
@@ -60,16 +75,29 @@ def kernel_options(
     **scalars: Any,
 ) -> Dict[str, Any]:
     """The keyword arguments forward() and backward() of the C++ module share
-    but the mask: index arrays as int32, slopes as float32, the thread count
-    resolved; scalars (scale, causal, window_*, softcap, dropout_*) as given."""
+    but the mask, checked and converted to the module's types (salience._args):
+    index arrays int32, slopes float32, the thread count resolved, scale and
+    softcap float, windows int64; causal and window_align names; dropout_*
+    as dropout_options gives them."""
+    scale = scalars.pop("scale", None)
+    softcap = scalars.pop("softcap", 0.0)
+    window_left = scalars.pop("window_left", -1)
+    window_right = scalars.pop("window_right", -1)
+    window_align = scalars.pop("window_align", "bottom_right")
     return dict(
-        alibi_slopes=_arrays.float32_vector("alibi_slopes", alibi_slopes),
-        seqlens_q=_arrays.int32_vector("seqlens_q", seqlens_q),
-        seqlens_k=_arrays.int32_vector("seqlens_k", seqlens_k),
-        cu_seqlens_q=_arrays.int32_vector("cu_seqlens_q", cu_seqlens_q),
-        cu_seqlens_k=_arrays.int32_vector("cu_seqlens_k", cu_seqlens_k),
-        num_threads=_num_threads if num_threads is None else num_threads,
-        reference=reference,
+        alibi_slopes=_args.float32_vector("alibi_slopes", alibi_slopes),
+        seqlens_q=_args.optional_index_array("seqlens_q", seqlens_q),
+        seqlens_k=_args.optional_index_array("seqlens_k", seqlens_k),
+        cu_seqlens_q=_args.optional_cu_seqlens("cu_seqlens_q", cu_seqlens_q),
+        cu_seqlens_k=_args.optional_cu_seqlens("cu_seqlens_k", cu_seqlens_k),
+        num_threads=_num_threads if num_threads is None else _args.num_threads(num_threads),
+        reference=_args.boolean("reference", reference),
+        scale=_args.optional_real("scale", scale),
+        softcap=_args.real("softcap", softcap),
+        window_left=_args.integer("window_left", window_left, _args.INT64_MIN, _args.INT64_MAX),
+        window_right=_args.integer("window_right", window_right, _args.INT64_MIN,
+                                   _args.INT64_MAX),
+        window_align=_choice("window_align", window_align, ("top_left", "bottom_right")),
         **scalars,
     )
 
@@ -195,7 +223,10 @@ def attention(
     num_threads: worker threads (default: set_num_threads's, else all cores).
     return_lse: also return the log-sum-exp of each row's scores, float32
         [batch, heads_q, seq_q] ([heads_q, seq_q] without a batch axis).
-    out: write into this array (q's layout and shape with head_dim_v).
+    out: write into this array (q's layout and shape with head_dim_v; a
+        writable array of the inputs' kind); as with torch's out= functions,
+        its version counter is bumped and, while grad mode is on, neither
+        it nor an input may require grad (RuntimeError).
     reference: run the fp64 reference kernel (slow; the tests' oracle).
 
     A row that sees no key gets out = 0 and lse = -inf. Under autograd,
@@ -205,9 +236,12 @@ def attention(
     for name, x in zip(names, (q, k, v)):
         _arrays.check_array(name, x)
         _arrays.check_attention_dtype(name, x)
-    _arrays.check_same_kind(names, (q, k, v))
-    if layout not in ("bnhd", "bhnd"):
-        raise ValueError(f"layout: expected 'bnhd' or 'bhnd', got {layout!r}")
+    _arrays.check_same_kind(
+        names + ("mask", "out", "alibi_slopes", "seqlens_q", "seqlens_k", "cu_seqlens_q",
+                 "cu_seqlens_k"),
+        (q, k, v, mask, out, alibi_slopes, seqlens_q, seqlens_k, cu_seqlens_q, cu_seqlens_k))
+    layout = _choice("layout", layout, ("bnhd", "bhnd"))  # type: ignore[assignment]
+    return_lse = _args.boolean("return_lse", return_lse)
     axes = "[batch, seq, heads, head_dim]" if layout == "bnhd" else "[batch, heads, seq, head_dim]"
     ranks = tuple(x.ndim for x in (q, k, v))  # type: ignore[attr-defined]
     if ranks[0] not in (3, 4) or len(set(ranks)) != 1:
@@ -229,6 +263,8 @@ def attention(
         _arrays.check_attention_dtype("out", out)
         if out.ndim != ranks[0]:  # type: ignore[attr-defined]
             raise ValueError(f"out: expected {ranks[0]} axes like q, got {out.ndim}")  # type: ignore[attr-defined]
+        _arrays.check_writable("out", out)
+        _arrays.check_grad_for_write("out", out, (q, k, v, mask))
     given_out = out
 
     def new_out() -> Any:
@@ -257,6 +293,8 @@ def attention(
         causal=_causal_name(causal), window_left=window_left,
         window_right=window_right, window_align=window_align, softcap=softcap,
         **_autograd.dropout_options(dropout_p, q, dropout_seed, dropout_offset))
+    if out is not None:
+        _arrays.mark_written(out)
     if lse is None:
         return result  # type: ignore[no-any-return]
     return result, (lse if batched else lse[0])

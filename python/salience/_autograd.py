@@ -9,6 +9,10 @@ C++ backward, which recomputes the weights from q, k and lse. Gradients then
 flow back through the views: a broadcast key (expand) has its gradient
 summed, a transposed one transposed back, by torch.
 
+The backward is itself not differentiable (no double backward): it is
+marked once_differentiable, so a gradient taken with create_graph=True and
+then differentiated again raises instead of being silently wrong.
+
 Dropout needs nothing saved either: the mask is a function of
 (dropout_seed, dropout_offset) and the element's indices, so the backward,
 given the forward's options, regenerates it.
@@ -21,7 +25,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from salience import _arrays, _salience
+from salience import _args, _arrays, _salience
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ def forward(q: Any, k: Any, v: Any, mask: Optional[Any], call: Call,
 
 def _function() -> Any:
     torch = _arrays._torch()
+    from torch.autograd.function import once_differentiable
 
     class SalienceAttention(torch.autograd.Function):  # type: ignore[misc,name-defined]
         """out, lse = attention(q, k, v); lse is not differentiable."""
@@ -63,12 +68,13 @@ def _function() -> Any:
             lse = torch.empty(call.lse_shape, dtype=torch.float32)
             out = forward(q, k, v, mask, call, lse)
             ctx.save_for_backward(q, k, v, out, lse)
-            ctx.mask = None if mask is None else mask.detach()
+            ctx.mask = None if mask is None else _arrays.for_kernel(mask)
             ctx.call = call
             ctx.mark_non_differentiable(lse)
             return out, lse
 
         @staticmethod
+        @once_differentiable
         def backward(ctx: Any, d_out: Any, _: Any) -> Tuple[Any, ...]:
             if ctx.needs_input_grad[3]:
                 raise NotImplementedError(
@@ -81,9 +87,9 @@ def _function() -> Any:
             dk = torch.empty(k.shape, dtype=k.dtype)
             dv = torch.empty(v.shape, dtype=v.dtype)
             _salience.backward(
-                q.detach(), k.detach(), v.detach(), call.logical(out),
-                call.logical(d_out), lse, dq, dk, dv, mask=ctx.mask,
-                **call.options)
+                *(_arrays.for_kernel(x) for x in (q, k, v, call.logical(out),
+                                                  call.logical(d_out))),
+                lse, dq, dk, dv, mask=ctx.mask, **call.options)
             return dq, dk, dv, None, None
 
     return SalienceAttention
@@ -102,6 +108,48 @@ def apply(q: Any, k: Any, v: Any, mask: Optional[Any], call: Call) -> Tuple[Any,
     return out, lse
 
 
+def _inference_function() -> Any:
+    torch = _arrays._torch()
+
+    class InferenceOnly(torch.autograd.Function):  # type: ignore[misc,name-defined]
+        """Runs an inference-only computation (decode against a KV cache,
+        the merge of attention states) so that a backward through its
+        outputs raises instead of giving the inputs no gradient silently."""
+
+        @staticmethod
+        def forward(ctx: Any, name: str, run: Callable[[], Tuple[Any, ...]],
+                    *inputs: Any) -> Tuple[Any, ...]:
+            ctx.name = name
+            outputs = run()
+            ctx.mark_non_differentiable(*outputs[1:])
+            return outputs
+
+        @staticmethod
+        def backward(ctx: Any, *grads: Any) -> Tuple[Any, ...]:
+            raise NotImplementedError(
+                f"{ctx.name} has no backward (inference only, as in flash-attn); "
+                f"call it under torch.no_grad() or on detached inputs")
+
+    return InferenceOnly
+
+
+_inference_only: Any = None
+
+
+def inference_only(name: str, inputs: Tuple[Any, ...],
+                   run: Callable[[], Tuple[Any, ...]]) -> Tuple[Any, ...]:
+    """run() (a tuple of new arrays: the result, then outputs that never
+    have gradients, such as an lse), and when torch would record a graph
+    for `inputs`, recorded as a node whose backward raises
+    NotImplementedError naming `name`."""
+    global _inference_only
+    if not _arrays.needs_graph(inputs):
+        return run()
+    if _inference_only is None:
+        _inference_only = _inference_function()
+    return tuple(_inference_only.apply(name, run, *(x for x in inputs if x is not None)))
+
+
 def dropout_options(dropout_p: float, like: Any, seed: Optional[int] = None,
                     offset: Optional[int] = None) -> Dict[str, Any]:
     """The kernel's dropout options for a call: none when dropout_p is 0;
@@ -109,8 +157,11 @@ def dropout_options(dropout_p: float, like: Any, seed: Optional[int] = None,
     from torch's default CPU generator for torch tensors (torch.manual_seed
     makes the masks reproducible; each call advances the generator) or from
     NumPy's global generator (numpy.random.seed) for NumPy arrays."""
+    dropout_p = _args.real("dropout_p", dropout_p)
     if not 0.0 <= dropout_p < 1.0:  # also false for NaN
         raise ValueError(f"dropout_p: expected a probability in [0, 1), got {dropout_p}")
+    seed = _args.optional_integer("dropout_seed", seed, 0, 2**64 - 1)
+    offset = _args.optional_integer("dropout_offset", offset, 0, 2**64 - 1)
     if dropout_p == 0.0:
         return {}
     if seed is None or offset is None:
@@ -121,8 +172,5 @@ def dropout_options(dropout_p: float, like: Any, seed: Optional[int] = None,
             draws = np.random.randint(0, 2**63 - 1, size=2, dtype=np.int64).tolist()
         seed = draws[0] if seed is None else seed
         offset = draws[1] if offset is None else offset
-    for name, value in (("dropout_seed", seed), ("dropout_offset", offset)):
-        if not 0 <= value < 2**64:
-            raise ValueError(f"{name}: expected an integer in [0, 2**64), got {value}")
     return {"dropout_p": float(dropout_p), "dropout_seed": int(seed),
             "dropout_offset": int(offset)}

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
-from salience import _arrays, _autograd
+from salience import _args, _arrays, _autograd
 from salience._attention import attend, check_mask
 from salience._salience import MAX_HEAD_DIM
 
@@ -78,7 +78,10 @@ def scaled_dot_product_attention(
     for name, x in zip(names, arrays):
         _arrays.check_array(name, x)
         _arrays.check_attention_dtype(name, x)
-    _arrays.check_same_kind(names, arrays)
+    _arrays.check_same_kind(names + ("attn_mask",), arrays + (attn_mask,))
+    is_causal = _args.boolean("is_causal", is_causal)
+    enable_gqa = _args.boolean("enable_gqa", enable_gqa)
+    scale = _args.optional_real("scale", scale)
     dropout = _autograd.dropout_options(dropout_p, query)
     ndims = [x.ndim for x in arrays]  # type: ignore[attr-defined]
     if min(ndims) < 2:

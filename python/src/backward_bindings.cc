@@ -36,10 +36,11 @@ void Backward(const InArray& q, const InArray& k, const InArray& v,
   const TensorView lse_view = ToView("lse", lse);
   const TensorView dq_view = ToView("dq", dq), dk_view = ToView("dk", dk);
   const TensorView dv_view = ToView("dv", dv);
-  const AttentionOptions options = ToOptions(
-      {mask, scale, causal, window_left, window_right, window_align, seqlens_q,
-       seqlens_k, cu_seqlens_q, cu_seqlens_k, alibi_slopes, softcap, dropout_p,
-       dropout_seed, dropout_offset, num_threads});
+  const AttentionOptions options =
+      ToOptions({mask, scale, causal, window_left, window_right, window_align,
+                 seqlens_q, seqlens_k, cu_seqlens_q, cu_seqlens_k, alibi_slopes,
+                 softcap, dropout_p, dropout_seed, dropout_offset, num_threads},
+                q_view.shape[0]);
 
   // The arrays outlive the call (this frame's arguments hold them).
   Status status;

@@ -46,8 +46,11 @@ struct OptionArgs {
 };
 
 // The library's options; spans and the mask view point into `args`'s arrays.
-// ValueError for a causal or window_align name it does not know.
-AttentionOptions ToOptions(const OptionArgs& args);
+// ValueError for a causal or window_align name it does not know, and for an
+// index array that is given but empty where the library would read an empty
+// span as "not given": cu_seqlens (a packed batch needs num_seqs + 1 >= 2
+// offsets) and seqlens of a batch of `batch` > 0 entries.
+AttentionOptions ToOptions(const OptionArgs& args, std::int64_t batch);
 
 // Nothing for ok; else ValueError (kInvalidArgument, kOutOfRange), TypeError
 // (kUnsupported) or MemoryError (kResourceExhausted), "options." removed

@@ -27,6 +27,7 @@ Status WithPythonNames(const Status& status) {
       {"cache.v_new", "v"},
       {"cache.block_table", "block_table"},
       {"cache.seqlens", "cache_seqlens"},
+      {"cache.leftpad", "cache_leftpad"},
       {"cache.k", "k_cache"},
       {"cache.v", "v_cache"}};
   std::string message = status.message();
@@ -42,8 +43,12 @@ Status WithPythonNames(const Status& status) {
 using BlockTableArray =
     nb::ndarray<const std::int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
-void Decode(const InArray& q, const OutArray& k_cache, const OutArray& v_cache,
+// The caches are taken as read-only arrays so that a read-only cache can be
+// read; the Python layer passes writable ones when k_new / v_new are given
+// (salience._kvcache checks), which the library then writes in place.
+void Decode(const InArray& q, const InArray& k_cache, const InArray& v_cache,
             const OutArray& out, const IndexArray& cache_seqlens,
+            const std::optional<IndexArray>& cache_leftpad,
             const std::optional<OutArray>& lse,
             const std::optional<BlockTableArray>& block_table,
             const std::optional<InArray>& k_new,
@@ -57,6 +62,9 @@ void Decode(const InArray& q, const OutArray& k_cache, const OutArray& v_cache,
   cache.k = ToView("k_cache", k_cache);
   cache.v = ToView("v_cache", v_cache);
   cache.seqlens = {cache_seqlens.data(), cache_seqlens.shape(0)};
+  if (cache_leftpad) {
+    cache.leftpad = {cache_leftpad->data(), cache_leftpad->shape(0)};
+  }
   if (block_table) {
     cache.block_table = {block_table->data(),
                          static_cast<std::int64_t>(block_table->shape(0)),
@@ -72,7 +80,8 @@ void Decode(const InArray& q, const OutArray& k_cache, const OutArray& v_cache,
   const AttentionOptions options =
       ToOptions({no_mask, scale, causal, window_left, window_right,
                  "bottom_right", no_lengths, no_lengths, no_lengths, no_lengths,
-                 alibi_slopes, softcap, 0.0f, 0, 0, num_threads});
+                 alibi_slopes, softcap, 0.0f, 0, 0, num_threads},
+                q_view.shape[0]);
   const TensorView* lse_ptr = lse_view ? &*lse_view : nullptr;
   // The arrays outlive the call (this frame's arguments hold them).
   Status status;
@@ -108,6 +117,7 @@ void MergeStates(const InArray& out_a, const InArray& lse_a,
 void BindDecode(nb::module_& m) {
   m.def("decode", &Decode, nb::arg("q"), nb::arg("k_cache"), nb::arg("v_cache"),
         nb::arg("out"), nb::kw_only(), nb::arg("cache_seqlens"),
+        nb::arg("cache_leftpad").none() = nb::none(),
         nb::arg("lse").none() = nb::none(),
         nb::arg("block_table").none() = nb::none(),
         nb::arg("k_new").none() = nb::none(),
@@ -121,7 +131,9 @@ void BindDecode(nb::module_& m) {
 q [batch, seq_q, heads_q, head_dim]; k_cache / v_cache
 [batch, capacity, heads_kv, head_dim(_v)], or with block_table (int32
 [batch, max_pages]) pages [num_pages, page_size, heads_kv, head_dim(_v)];
-float32, bfloat16 or float16. cache_seqlens int32 [batch]: tokens cached.
+float32, bfloat16 or float16. cache_seqlens int32 [batch]: tokens cached;
+cache_leftpad int32 [batch]: the cache position of each sequence's first key
+(left padding before it, never read).
 k_new / v_new [batch, seqlen_new, heads_kv, head_dim(_v)] of the cache's
 dtype are first written into the cache (in place) after them; attention
 covers cache_seqlens + seqlen_new keys. out [batch, seq_q, heads_q,
@@ -136,8 +148,10 @@ id included), TypeError for an unsupported dtype.)doc");
       nb::arg("lse").none() = nb::none(),
       R"doc(Merges two attention states over disjoint keys into `out` (and `lse`).
 
-out_* [batch, seq, heads, head_dim] and lse_* [batch, heads, seq] float32; a
-side with lse = -inf is empty and passes the other through exactly.)doc");
+out_* [batch, seq, heads, head_dim] (float32, bfloat16 or float16, each its
+own; computed in float32, out rounded once) and lse_* [batch, heads, seq]
+float32; a side with lse = -inf is empty and passes the other through
+exactly.)doc");
 }
 
 }  // namespace salience::python

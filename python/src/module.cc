@@ -87,9 +87,10 @@ DType ToDType(const char* name, nb::dlpack::dtype dtype) {
     if (code == Code::Bfloat && dtype.bits == 16) return DType::kBF16;
     if (code == Code::Bool && dtype.bits == 8) return DType::kBool;
   }
-  Raise(PyExc_TypeError, std::string(name) + ".dtype: expected float32" +
-                             (std::string_view(name) == "mask" ? " or bool" : "") +
-                             ", got " + DlpackDTypeName(dtype));
+  Raise(PyExc_TypeError,
+        std::string(name) + ".dtype: expected float32, bfloat16, float16" +
+            (std::string_view(name) == "mask" ? " or bool" : "") + ", got " +
+            DlpackDTypeName(dtype));
 }
 
 // The rank itself is checked by the library (which names the expected rank).
@@ -127,6 +128,17 @@ std::span<const std::int32_t> ToSpan(const std::optional<IndexArray>& array) {
   return {array->data(), array->shape(0)};
 }
 
+// The library reads an empty span as "not given"; an empty array given by
+// the caller must not silently mean that.
+void CheckNotEmpty(const char* name, const std::optional<IndexArray>& array,
+                   std::size_t at_least, const char* what) {
+  if (array && array->shape(0) < at_least) {
+    Raise(PyExc_ValueError, std::string(name) + ": expected " + what +
+                                ", got " + std::to_string(array->shape(0)) +
+                                " entries");
+  }
+}
+
 salience::Causal ToCausal(const std::string& causal) {
   if (causal == "none") return salience::Causal::kNone;
   if (causal == "top_left") return salience::Causal::kTopLeft;
@@ -146,7 +158,17 @@ salience::Align ToAlign(const std::string& align) {
 
 }  // namespace
 
-salience::AttentionOptions ToOptions(const OptionArgs& args) {
+salience::AttentionOptions ToOptions(const OptionArgs& args,
+                                     std::int64_t batch) {
+  CheckNotEmpty("cu_seqlens_q", args.cu_seqlens_q, 2,
+                "num_seqs + 1 >= 2 offsets");
+  CheckNotEmpty("cu_seqlens_k", args.cu_seqlens_k, 2,
+                "num_seqs + 1 >= 2 offsets");
+  if (batch > 0) {
+    const std::string lengths = std::to_string(batch) + " lengths (batch)";
+    CheckNotEmpty("seqlens_q", args.seqlens_q, 1, lengths.c_str());
+    CheckNotEmpty("seqlens_k", args.seqlens_k, 1, lengths.c_str());
+  }
   salience::AttentionOptions options;
   options.scale = args.scale;
   options.causal = ToCausal(args.causal);
@@ -190,10 +212,11 @@ void Forward(const InArray& q, const InArray& k, const InArray& v,
   const TensorView out_view = ToView("out", out);
   std::optional<TensorView> lse_view;
   if (lse) lse_view = ToView("lse", *lse);
-  const salience::AttentionOptions options = ToOptions(
-      {mask, scale, causal, window_left, window_right, window_align, seqlens_q,
-       seqlens_k, cu_seqlens_q, cu_seqlens_k, alibi_slopes, softcap, dropout_p,
-       dropout_seed, dropout_offset, num_threads});
+  const salience::AttentionOptions options =
+      ToOptions({mask, scale, causal, window_left, window_right, window_align,
+                 seqlens_q, seqlens_k, cu_seqlens_q, cu_seqlens_k, alibi_slopes,
+                 softcap, dropout_p, dropout_seed, dropout_offset, num_threads},
+                q_view.shape[0]);
 
   // The arrays stay referenced by this frame's arguments, so their memory
   // outlives the call; nothing below touches a Python object.

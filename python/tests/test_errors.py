@@ -1,5 +1,6 @@
-"""Every bad input raises ValueError, TypeError or NotImplementedError with a
-message that names the argument; none crashes the interpreter."""
+"""Every bad input raises ValueError or TypeError with a message that names
+the argument; none crashes the interpreter. test_arguments.py runs every
+argument of every entry point through a table of bad values."""
 
 from __future__ import annotations
 
@@ -81,12 +82,33 @@ CASES = [
     ("varlen cu 2-D", lambda: salience.flash_attn_varlen_func(P3, PK3, PK3, CU[None], CU, 3, 3), ValueError, "cu_seqlens_q: expected a 1-D"),
     ("varlen cu overflow", lambda: salience.flash_attn_varlen_func(P3, PK3, PK3, torch.tensor([0, 2**40]), CU, 3, 3), ValueError, "int32"),
     ("varlen max_seqlen", lambda: salience.flash_attn_varlen_func(P3, PK3, PK3, CU, CU, 2, 3), ValueError, "max_seqlen_q: expected >= 3"),
-    ("varlen block_table", lambda: salience.flash_attn_varlen_func(P3, PK3, PK3, CU, CU, 3, 3, block_table=CU), NotImplementedError, "block_table"),
+    ("varlen block_table pages", lambda: salience.flash_attn_varlen_func(P3, PK3, PK3, CU, CU, 3, 3, block_table=CU),
+     ValueError, r"k: expected 4 axes \[batch or num_blocks"),
+    ("varlen block_table rank", lambda: salience.flash_attn_varlen_func(P3, t(2, 4, 3, 8), t(2, 4, 3, 8), CU, CU, 3, 3,
+                                                                        block_table=CU),
+     ValueError, r"block_table: expected int32 \[batch, max_blocks_per_seq\], got shape \[3\]"),
+    ("varlen empty cu_seqlens", lambda: salience.flash_attn_varlen_func(P3, PK3, PK3, CU[:0], CU[:0], 3, 3),
+     ValueError, "cu_seqlens_q: expected at least 2 entries"),
     # --- flash_attn_with_kvcache
-    ("kvcache rotary", lambda: salience.flash_attn_with_kvcache(F4, FK4, FK4, rotary_cos=t(6, 4)), NotImplementedError, "rotary_cos"),
+    ("kvcache rotary without k", lambda: salience.flash_attn_with_kvcache(F4, FK4, FK4, rotary_cos=t(6, 4), rotary_sin=t(6, 4)),
+     ValueError, "rotary_cos: rotary embedding needs k and v"),
+    ("kvcache rotary without sin", lambda: salience.flash_attn_with_kvcache(F4, FK4, FK4, rotary_cos=t(6, 4)),
+     ValueError, "rotary_sin: expected an array with rotary_cos, got None"),
+    ("kvcache leftpad", lambda: salience.flash_attn_with_kvcache(F4, FK4, FK4, cache_seqlens=3, cache_leftpad=[4, 0]),
+     ValueError, r"cache_leftpad\[0\]: expected 0..3 \(cache_seqlens\[0\]\), got 4"),
+    ("kvcache batch_idx", lambda: salience.flash_attn_with_kvcache(F4, FK4, FK4, cache_batch_idx=[0, 2]),
+     ValueError, r"cache_batch_idx\[1\]: expected a row of k_cache in \[0, 2\), got 2"),
     ("kvcache overflow", lambda: salience.flash_attn_with_kvcache(F4, FK4, FK4, t(2, 2, 3, 8), t(2, 2, 3, 8), cache_seqlens=5),
      ValueError, "cache_seqlens"),
     ("kvcache k without v", lambda: salience.flash_attn_with_kvcache(F4, FK4, FK4, t(2, 2, 3, 8)), ValueError, "k and v"),
+    ("kvcache block_table overflow (docs/python.md)", lambda: salience.flash_attn_with_kvcache(
+        F4, FK4, FK4, cache_seqlens=3, block_table=torch.tensor([[2**32 + 2], [0]])),
+     ValueError, r"block_table: expected values in int32's range \[-2147483648, 2147483647\], got 4294967298"),
+    ("flash causal int (docs/python.md)", lambda: salience.flash_attn_func(F4, FK4, FK4, causal=1),
+     TypeError, "causal: expected True or False, got builtins.int 1"),
+    ("attention out leaf (docs/python.md)", lambda: salience.attention(
+        F4, FK4, FK4, out=torch.zeros(2, 5, 3, 8, requires_grad=True)),
+     RuntimeError, "out: a leaf tensor that requires grad cannot be written in place by salience"),
     # --- attention
     ("attention layout", lambda: salience.attention(F4, FK4, FK4, layout="nbhd"), ValueError, "layout"),
     ("attention causal", lambda: salience.attention(F4, FK4, FK4, causal="diagonal"), ValueError, "causal: expected"),
@@ -105,7 +127,10 @@ CASES = [
     ("attention ranks", lambda: salience.attention(F4, FK4[0], FK4), ValueError, "expected 4 axes"),
     # --- the module itself
     ("module rank", lambda: _salience.forward(t(1, 1, 1, 1, 1), FK4, FK4, F4), ValueError, "q.rank: expected at most 4"),
-    ("module dtype", lambda: _salience.forward(F4.double(), FK4, FK4, F4), TypeError, "q.dtype: expected float32, got float64"),
+    ("module empty cu_seqlens", lambda: _salience.forward(F4[:1], FK4[:1], FK4[:1], F4[:1], cu_seqlens_q=CU[:0].numpy(),
+                                                      cu_seqlens_k=CU[:0].numpy()),
+     ValueError, "cu_seqlens_q: expected num_seqs"),
+    ("module dtype", lambda: _salience.forward(F4.double(), FK4, FK4, F4), TypeError, "q.dtype: expected float32, bfloat16, float16, got float64"),
 ]
 
 

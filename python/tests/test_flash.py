@@ -121,9 +121,10 @@ def test_varlen_matches_per_sequence_attention(seed: int) -> None:
     options = dict(causal=r.random() < 0.5, window=r.choice([(-1, -1), (4, 1)]),
                    softcap=r.choice([0.0, 5.0]))
     alibi = r.choice([None, torch.rand(heads), torch.rand(num_seqs, heads)])
-    cu_q_arg = torch.from_numpy(cu_q) if seed % 2 else cu_q  # tensors or arrays
+    # Offsets as tensors (of the inputs' kind) or as a Python list.
+    cu_q_arg = torch.from_numpy(cu_q) if seed % 2 else cu_q.tolist()
     out, lse, _ = salience.flash_attn_varlen_func(
-        q, k, v, cu_q_arg, cu_k, max(lens_q), max(lens_k), causal=options["causal"],
+        q, k, v, cu_q_arg, torch.from_numpy(cu_k), max(lens_q), max(lens_k), causal=options["causal"],
         window_size=options["window"], softcap=options["softcap"], alibi_slopes=alibi,
         return_attn_probs=True)
     exact_out, exact_lse = varlen_reference(q, k, v, cu_q, cu_k, alibi=alibi, **options)
@@ -142,7 +143,8 @@ def test_packed_entry_points_equal_unpacked() -> None:
     kv = qkv[:, :, 1:]
     assert torch.equal(salience.flash_attn_kvpacked_func(qkv[:, :, 0], kv, causal=True), expected)
 
-    packed, cu = _packed([5, 0, 9], 4, 32)
+    packed, cu_array = _packed([5, 0, 9], 4, 32)
+    cu = torch.from_numpy(cu_array)
     qkv_packed = torch.stack([packed, torch.randn_like(packed), torch.randn_like(packed)], dim=1)
     expected = salience.flash_attn_varlen_func(
         qkv_packed[:, 0], qkv_packed[:, 1], qkv_packed[:, 2], cu, cu, 9, 9, causal=True)

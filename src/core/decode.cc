@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/decode_problem.h"
+#include "core/half.h"
 #include "core/validate_decode.h"
 #include "kernels/merge_states.h"
 #include "kernels/ref/decode_ref.h"
@@ -28,7 +29,7 @@ void AppendNewRows(const core::DecodeProblem& d) {
   };
   for (std::int64_t b = 0; b < d.attn.num_seqs; ++b) {
     for (std::int64_t t = 0; t < d.seqlen_new; ++t) {
-      const std::int64_t j = c.seqlens[b] + t;
+      const std::int64_t j = c.seqlens[b] - d.Start(b) + t;  // key index
       for (std::int64_t g = 0; g < d.attn.heads_kv; ++g) {
         const std::int64_t k_at = d.KeyOffset(b, j, g);
         const std::int64_t v_at = d.ValueOffset(b, j, g);
@@ -83,9 +84,6 @@ Status MergeAttentionStates(const TensorView& out_a, const TensorView& lse_a,
                             const TensorView& out, const TensorView* lse) {
   Status status = core::ValidateMerge(out_a, lse_a, out_b, lse_b, out, lse);
   if (!status.ok()) return status;
-  const auto* a = static_cast<const float*>(out_a.data);
-  const auto* b = static_cast<const float*>(out_b.data);
-  auto* merged = static_cast<float*>(out.data);
   for (std::int64_t n = 0; n < out.shape[0]; ++n) {
     for (std::int64_t i = 0; i < out.shape[1]; ++i) {
       for (std::int64_t h = 0; h < out.shape[2]; ++h) {
@@ -96,12 +94,15 @@ Status MergeAttentionStates(const TensorView& out_a, const TensorView& lse_a,
         const float merged_lse = kernels::MergeWeights(lses, 2, weights);
         for (std::int64_t c = 0; c < out.shape[3]; ++c) {
           // A side of weight 0 is not read: an empty state may hold anything.
+          // bf16/fp16 sides are widened exactly; out is rounded once.
           float value = 0.0f;
           if (weights[0] != 0.0f)
-            value += weights[0] * a[out_a.Offset(n, i, h, c)];
+            value +=
+                weights[0] * core::LoadFloat(out_a, out_a.Offset(n, i, h, c));
           if (weights[1] != 0.0f)
-            value += weights[1] * b[out_b.Offset(n, i, h, c)];
-          merged[out.Offset(n, i, h, c)] = value;
+            value +=
+                weights[1] * core::LoadFloat(out_b, out_b.Offset(n, i, h, c));
+          core::StoreFloat(out, out.Offset(n, i, h, c), value);
         }
         if (lse != nullptr) {
           static_cast<float*>(lse->data)[lse->Offset(n, h, i)] = merged_lse;

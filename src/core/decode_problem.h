@@ -22,28 +22,38 @@ struct DecodeProblem {
   // capacity (one "page" per sequence, page id = the batch index).
   std::int64_t page_size = 0;
   std::int64_t seqlen_new = 0;  // rows of k_new / v_new (0: no append)
-  // Total keys per sequence, seqlens[b] + seqlen_new; attn.options.seqlens_k
-  // points here, so a DecodeProblem is filled in place and never copied.
+  // Keys per sequence, seqlens[b] + seqlen_new - Start(b);
+  // attn.options.seqlens_k points here, so a DecodeProblem is filled in place
+  // and never copied.
   std::vector<std::int32_t> k_lens;
 
   DecodeProblem() = default;
   DecodeProblem(const DecodeProblem&) = delete;
   DecodeProblem& operator=(const DecodeProblem&) = delete;
 
-  // The page (index on the cache's first axis) holding key j of sequence b.
-  std::int64_t Page(std::int64_t b, std::int64_t j) const {
-    if (!paged) return b;
-    const BlockTable& t = cache.block_table;
-    return t.data[b * t.row_stride + j / page_size];
+  // The cache position of key 0 of sequence b (its left padding).
+  std::int64_t Start(std::int64_t b) const {
+    return cache.leftpad.empty() ? 0 : cache.leftpad[b];
   }
 
-  // Element offsets of key j of sequence b, kv head g, in cache.k / cache.v.
+  // The page (index on the cache's first axis) holding cache position t of
+  // sequence b (key t - Start(b)).
+  std::int64_t Page(std::int64_t b, std::int64_t t) const {
+    if (!paged) return b;
+    const BlockTable& table = cache.block_table;
+    return table.data[b * table.row_stride + t / page_size];
+  }
+
+  // Element offsets of key j of sequence b (cache position Start(b) + j),
+  // kv head g, in cache.k / cache.v.
   std::int64_t KeyOffset(std::int64_t b, std::int64_t j, std::int64_t g) const {
-    return cache.k.Offset(Page(b, j), j % page_size, g, 0);
+    const std::int64_t t = Start(b) + j;
+    return cache.k.Offset(Page(b, t), t % page_size, g, 0);
   }
   std::int64_t ValueOffset(std::int64_t b, std::int64_t j,
                            std::int64_t g) const {
-    return cache.v.Offset(Page(b, j), j % page_size, g, 0);
+    const std::int64_t t = Start(b) + j;
+    return cache.v.Offset(Page(b, t), t % page_size, g, 0);
   }
 };
 

@@ -75,8 +75,14 @@ struct Problem {
     if (o.causal == Causal::kBottomRight) end = std::min(end, i + shift + 1);
     const std::int64_t anchor =
         i + (o.window_align == Align::kBottomRight ? shift : 0);
-    if (o.window_left >= 0) begin = std::max(begin, anchor - o.window_left);
-    if (o.window_right >= 0) end = std::min(end, anchor + o.window_right + 1);
+    // Compared as distances from the anchor, so that a window of any size
+    // (up to INT64_MAX, which is unbounded in effect) cannot overflow.
+    if (o.window_left >= 0 && o.window_left < anchor - begin) {
+      begin = anchor - o.window_left;
+    }
+    if (o.window_right >= 0 && o.window_right < end - 1 - anchor) {
+      end = anchor + o.window_right + 1;
+    }
     return {begin, end};
   }
 

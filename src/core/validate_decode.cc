@@ -211,13 +211,19 @@ Status CheckAlibi(std::span<const float> slopes, Problem* p) {
 }
 
 // seqlens: one per sequence, and cached + new rows within the capacity;
-// fills the total key counts.
+// leftpad: none, or one per sequence within its cached rows. Fills the key
+// counts (cached + new rows past the left padding).
 Status CheckLengths(DecodeProblem* d) {
   const KvCache& c = d->cache;
   const std::int64_t batch = d->attn.num_seqs;
   if (static_cast<std::int64_t>(c.seqlens.size()) != batch) {
     return Error(kInvalid, "cache.seqlens.size(): expected ", batch,
                  " (q.shape[0], batch), got ", c.seqlens.size());
+  }
+  if (!c.leftpad.empty() &&
+      static_cast<std::int64_t>(c.leftpad.size()) != batch) {
+    return Error(kInvalid, "cache.leftpad.size(): expected 0 or ", batch,
+                 " (q.shape[0], batch), got ", c.leftpad.size());
   }
   const std::int64_t capacity =
       d->paged ? c.block_table.max_pages * d->page_size : c.k.shape[1];
@@ -236,24 +242,34 @@ Status CheckLengths(DecodeProblem* d) {
                    "expected <= ", std::min(capacity, kMaxDim), " (", source,
                    "), got ", cached, " + ", d->seqlen_new, " = ", total);
     }
-    d->k_lens[b] = static_cast<std::int32_t>(total);
+    const std::int64_t start = d->Start(b);
+    if (start < 0 || start > cached) {
+      return Error(kInvalid, "cache.leftpad[", b, "]: expected 0..", cached,
+                   " (cache.seqlens[", b, "]), got ", start);
+    }
+    d->k_lens[b] = static_cast<std::int32_t>(total - start);
   }
   return Status::Ok();
 }
 
-// Every page a sequence reads or appends to must exist.
+// Every page a sequence reads or appends to (cache positions Start(b) ..
+// Start(b) + k_lens[b] - 1) must exist.
 Status CheckPageIds(const DecodeProblem& d) {
   const BlockTable& t = d.cache.block_table;
   const std::int64_t num_pages = d.cache.k.shape[0];
   for (std::int64_t b = 0; b < t.rows; ++b) {
-    const std::int64_t pages = (d.k_lens[b] + d.page_size - 1) / d.page_size;
-    for (std::int64_t page = 0; page < pages; ++page) {
+    const std::int64_t end = d.Start(b) + d.k_lens[b];
+    const std::int64_t pages = (end + d.page_size - 1) / d.page_size;
+    const std::int64_t first =
+        d.k_lens[b] > 0 ? d.Start(b) / d.page_size : pages;
+    for (std::int64_t page = first; page < pages; ++page) {
       const std::int32_t id = t.data[b * t.row_stride + page];
       if (id < 0 || id >= num_pages) {
         return Error(kOutOfRange, "cache.block_table[", b, "][", page,
                      "]: expected a page id in [0, ", num_pages,
                      ") (cache.k.shape[0], num_pages), got ", id,
-                     " (batch entry ", b, " reads ", pages, " pages)");
+                     " (batch entry ", b, " reads pages ", first, "..",
+                     pages - 1, ")");
       }
     }
   }
@@ -337,9 +353,9 @@ Status ValidateMerge(const TensorView& out_a, const TensorView& lse_a,
                      const TensorView& out_b, const TensorView& lse_b,
                      const TensorView& out, const TensorView* lse) {
   if (Status s = FirstError(
-          {CheckTensor(kOutA, out_a, false), CheckTensor(kLseA, lse_a, false),
-           CheckTensor(kOutB, out_b, false), CheckTensor(kLseB, lse_b, false),
-           CheckTensor(kMergeOut, out, false)});
+          {CheckTensor(kOutA, out_a, true), CheckTensor(kLseA, lse_a, false),
+           CheckTensor(kOutB, out_b, true), CheckTensor(kLseB, lse_b, false),
+           CheckTensor(kMergeOut, out, true)});
       !s.ok()) {
     return s;
   }

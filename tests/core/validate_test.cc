@@ -69,6 +69,31 @@ TEST_F(ValidateTest, UsesGivenScaleAndThreads) {
   EXPECT_EQ(problem_.options.causal, Causal::kBottomRight);
 }
 
+// Windows of any size: INT64_MAX is unbounded in effect, and the key range
+// is computed without overflow (UBSan checks the arithmetic).
+TEST_F(ValidateTest, HugeWindowsAreUnbounded) {
+  for (const Align align : {Align::kTopLeft, Align::kBottomRight}) {
+    options_.window_left = kInt64Max;
+    options_.window_right = kInt64Max;
+    options_.window_align = align;
+    ASSERT_TRUE(Validate().ok()) << Validate().ToString();
+    const SeqSpan seq = problem_.Seq(1);
+    for (std::int64_t i = 0; i < seq.q_len; ++i) {
+      const KeyRange keys = problem_.Keys(seq, i);
+      EXPECT_EQ(keys.begin, 0) << i;
+      EXPECT_EQ(keys.end, seq.k_len) << i;
+    }
+    // A window of 1 either side still bounds the range.
+    options_.window_left = options_.window_right = 1;
+    ASSERT_TRUE(Validate().ok());
+    const KeyRange keys = problem_.Keys(seq, 2);
+    const std::int64_t anchor =
+        2 + (align == Align::kBottomRight ? seq.k_len - seq.q_len : 0);
+    EXPECT_EQ(keys.begin, anchor - 1);
+    EXPECT_EQ(keys.end, std::min(seq.k_len, anchor + 2));
+  }
+}
+
 TEST_F(ValidateTest, AcceptsEmptyBatchWithNullData) {
   Reshape(0, 3, 5, 4, 2, 8, 6);
   q_.data = k_.data = v_.data = out_.data = lse_.data = nullptr;

@@ -105,6 +105,25 @@ TEST_F(BadInputs, NegativeSeqlen) {
   ExpectError(StatusCode::kInvalidArgument,
               "cache.seqlens[0]: expected >= 0, got -1");
 }
+TEST_F(BadInputs, LeftpadSize) {
+  const std::vector<std::int32_t> leftpad = {0};
+  cache.leftpad = leftpad;
+  ExpectError(StatusCode::kInvalidArgument,
+              "cache.leftpad.size(): expected 0 or 2 (q.shape[0], batch), "
+              "got 1");
+}
+TEST_F(BadInputs, LeftpadPastTheCachedRows) {
+  const std::vector<std::int32_t> leftpad = {0, 41};
+  cache.leftpad = leftpad;
+  ExpectError(StatusCode::kInvalidArgument,
+              "cache.leftpad[1]: expected 0..40 (cache.seqlens[1]), got 41");
+}
+TEST_F(BadInputs, NegativeLeftpad) {
+  const std::vector<std::int32_t> leftpad = {-2, 0};
+  cache.leftpad = leftpad;
+  ExpectError(StatusCode::kInvalidArgument,
+              "cache.leftpad[0]: expected 0..5 (cache.seqlens[0]), got -2");
+}
 TEST_F(BadInputs, PageIdOutOfRange) {
   data.block_table[1 * data.max_pages + 2] =
       static_cast<std::int32_t>(data.num_pages);
@@ -253,6 +272,62 @@ TEST(MergeTest, EmptySidesNeverMakeNaN) {
                   .ok());
   EXPECT_EQ(0,
             std::memcmp(out_b.data(), out.data(), out.size() * sizeof(float)));
+}
+
+// bf16 and fp16 states, each side its own dtype: the merge of the values
+// widened to fp32, rounded once to out's dtype (bitwise the fp32 merge of
+// the same values, rounded).
+TEST(MergeTest, SixteenBitStates) {
+  MergeData m;
+  Outputs a = m.Attend(0, {120, 70});
+  Outputs b = m.Attend(120, {180, 0});
+  const std::size_t count = a.out.size();
+  Elements a16, b16;
+  a16.Resize(DType::kBF16, static_cast<std::int64_t>(count));
+  b16.Resize(DType::kF16, static_cast<std::int64_t>(count));
+  for (std::size_t e = 0; e < count; ++e) {
+    a16.Set(static_cast<std::int64_t>(e), a.out[e]);
+    b16.Set(static_cast<std::int64_t>(e), b.out[e]);
+  }
+  const std::vector<float> a_wide = Widened(a16), b_wide = Widened(b16);
+  std::vector<float> a_copy = a_wide, b_copy = b_wide, merged32(count),
+                     lse32(a.lse.size()), lse16(a.lse.size());
+  const TensorView lse32_view = LseView(lse32), lse16_view = LseView(lse16);
+  ASSERT_TRUE(MergeAttentionStates(OutView(a_copy), LseView(a.lse),
+                                   OutView(b_copy), LseView(b.lse),
+                                   OutView(merged32), &lse32_view)
+                  .ok());
+  for (DType out_dtype : {DType::kBF16, DType::kF16}) {
+    Elements merged;
+    merged.Resize(out_dtype, static_cast<std::int64_t>(count));
+    auto view = [](Elements& e) {
+      return TensorView::Bnhd(e.data(), e.dtype, 2, 2, 4, 32);
+    };
+    ASSERT_TRUE(MergeAttentionStates(view(a16), LseView(a.lse), view(b16),
+                                     LseView(b.lse), view(merged), &lse16_view)
+                    .ok());
+    for (std::size_t e = 0; e < count; ++e) {
+      Elements rounded;
+      rounded.Resize(out_dtype, 1);
+      rounded.Set(0, merged32[e]);
+      ASSERT_EQ(merged.Get(static_cast<std::int64_t>(e)), rounded.Get(0))
+          << DTypeLabel(out_dtype) << " element " << e;
+    }
+    EXPECT_EQ(0, std::memcmp(lse16.data(), lse32.data(),
+                             lse32.size() * sizeof(float)));
+  }
+}
+
+TEST(MergeTest, LseStaysFloat32) {
+  std::vector<float> o(2 * 2 * 4 * 32), l(16);
+  TensorView lse_b = LseView(l);
+  lse_b.dtype = DType::kBF16;
+  const Status status = MergeAttentionStates(OutView(o), LseView(l), OutView(o),
+                                             lse_b, OutView(o), nullptr);
+  EXPECT_EQ(status.code(), StatusCode::kUnsupported) << status.ToString();
+  EXPECT_NE(status.message().find("lse_b.dtype: bf16 is not supported yet"),
+            std::string::npos)
+      << status.message();
 }
 
 TEST(MergeTest, BadShapes) {

@@ -34,6 +34,10 @@ struct DecodeCase {
   std::int64_t seq_q = 1, heads_q = 4, heads_kv = 2;
   std::int64_t head_dim = 32, head_dim_v = 32;
   std::vector<std::int32_t> cache_lens = {5, 40};  // one per sequence
+  // Left padding per sequence (cache.leftpad), empty for none: the cache
+  // positions before it hold NaN, and block-table entries of pages wholly
+  // before it are invalid, so a kernel that reads them fails.
+  std::vector<std::int32_t> leftpad;
   std::int64_t seqlen_new = 0;
   std::int64_t page_size = 0;  // 0: contiguous cache
   DType dtype = DType::kF32;   // the cache's
@@ -108,7 +112,8 @@ struct DecodeData {
       std::size_t next = 0;
       for (std::int64_t b = 0; b < b_count; ++b) {
         const std::int64_t len = c.cache_lens[b] + c.seqlen_new;
-        for (std::int64_t p = 0; p < (len + c.page_size - 1) / c.page_size;
+        const std::int64_t first = Start(b) / c.page_size;
+        for (std::int64_t p = first; p < (len + c.page_size - 1) / c.page_size;
              ++p) {
           block_table[b * max_pages + p] = ids[next++];
         }
@@ -119,7 +124,7 @@ struct DecodeData {
     for (std::int64_t e = 0; e < rows * k_row; ++e) k_cache.Set(e, kNaN);
     for (std::int64_t e = 0; e < rows * v_row; ++e) v_cache.Set(e, kNaN);
     for (std::int64_t b = 0; b < b_count; ++b) {
-      for (std::int64_t j = 0; j < c.cache_lens[b]; ++j) {
+      for (std::int64_t j = Start(b); j < c.cache_lens[b]; ++j) {
         for (std::int64_t e = 0; e < k_row; ++e)
           k_cache.Set(CacheIndex(b, j, e, c.head_dim), normal(rng));
         for (std::int64_t e = 0; e < v_row; ++e)
@@ -136,7 +141,13 @@ struct DecodeData {
     }
   }
 
-  // Row (on the cache's flattened first two axes) of key j of sequence b.
+  // Cache position of sequence b's first key.
+  std::int64_t Start(std::int64_t b) const {
+    return c.leftpad.empty() ? 0 : c.leftpad[b];
+  }
+
+  // Row (on the cache's flattened first two axes) of cache position j of
+  // sequence b.
   std::int64_t CacheRow(std::int64_t b, std::int64_t j) const {
     if (c.page_size == 0) return b * capacity + j;
     return std::int64_t{block_table[b * max_pages + j / c.page_size]} *
@@ -175,6 +186,7 @@ struct DecodeData {
     cache.k = view(k.data(), c.dtype, first, second, c.heads_kv, c.head_dim);
     cache.v = view(v.data(), c.dtype, first, second, c.heads_kv, c.head_dim_v);
     cache.seqlens = c.cache_lens;
+    cache.leftpad = c.leftpad;
     if (c.page_size > 0) {
       cache.block_table = {block_table.data(), c.batch(), max_pages, max_pages};
     }

@@ -254,6 +254,64 @@ TEST(DecodeTest, LayoutsGiveBitwiseEqualResults) {
   }
 }
 
+// cache.leftpad: sequence b's keys start at cache position leftpad[b]; the
+// positions before it (NaN, in pages whose table entries are invalid) are
+// never read, and causal, the window and ALiBi count keys from there, as
+// flash-attn's cache_leftpad does. Appends still go to seqlens[b].
+TEST(DecodeTest, LeftPaddedCaches) {
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    for (std::int64_t page :
+         {std::int64_t{0}, std::int64_t{16}, std::int64_t{5}}) {
+      DecodeCase c;
+      c.dtype = dtype, c.page_size = page;
+      c.cache_lens = {40, 7, 0,
+                      static_cast<std::int32_t>(simd::kSplitKeys) + 9};
+      c.leftpad = {17, 7, 0, 35};
+      const std::string name =
+          std::string(DTypeLabel(dtype)) + " page " + std::to_string(page);
+      CheckCase(c, "leftpad " + name);
+      c.seqlen_new = 2, c.seq_q = 3, c.options.causal = Causal::kBottomRight;
+      CheckCase(c, "leftpad append causal " + name);
+      c.options.window_left = 4;
+      static const std::vector<float> slopes = {0.5f, 0.25f, 0.125f, 0.0625f};
+      c.options.alibi_slopes = slopes;
+      CheckCase(c, "leftpad window alibi " + name);
+    }
+  }
+}
+
+// Left padding is the same as a cache whose rows start at the padding's
+// end: bitwise, since a row's arithmetic depends only on the keys it reads.
+TEST(DecodeTest, LeftPaddingEqualsAShiftedCache) {
+  DecodeCase c;
+  c.cache_lens = {30, 12};
+  c.leftpad = {10, 3};
+  c.seq_q = 2, c.options.causal = Causal::kBottomRight;
+  DecodeData padded(c);
+  c.cache_lens = {20, 9};
+  c.leftpad.clear();
+  DecodeData shifted(c);
+  const std::int64_t k_row = c.heads_kv * c.head_dim;
+  for (std::int64_t b = 0; b < c.batch(); ++b) {
+    for (std::int64_t j = 0; j < c.cache_lens[b]; ++j) {
+      for (std::int64_t e = 0; e < k_row; ++e) {
+        shifted.k_cache.Set(shifted.CacheIndex(b, j, e, c.head_dim),
+                            padded.k_cache.Get(padded.CacheIndex(
+                                b, j + padded.Start(b), e, c.head_dim)));
+        shifted.v_cache.Set(shifted.CacheIndex(b, j, e, c.head_dim_v),
+                            padded.v_cache.Get(padded.CacheIndex(
+                                b, j + padded.Start(b), e, c.head_dim_v)));
+      }
+    }
+  }
+  shifted.q = padded.q;
+  const Outputs a = RunDecode(padded, false), b = RunDecode(shifted, false);
+  EXPECT_EQ(
+      0, std::memcmp(a.out.data(), b.out.data(), a.out.size() * sizeof(float)));
+  EXPECT_EQ(
+      0, std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * sizeof(float)));
+}
+
 TEST(DecodeTest, AppendWritesTheNewRowsIntoTheCache) {
   for (std::int64_t page : {std::int64_t{0}, std::int64_t{16}}) {
     DecodeCase c;

@@ -116,13 +116,14 @@ inline void BeginItem(const ItemRows& rows, float q_scale, std::size_t d_pad,
   }
 }
 
-// Offsets of the block's keys [start, start + n) at head 0, walking the
+// Offsets of the block's keys [first, first + n) at head 0, walking the
 // pages (one division per block, not per key).
 inline void LocateKeys(const core::DecodeProblem& d, std::int64_t b,
-                       std::int64_t start, std::size_t n,
+                       std::int64_t first, std::size_t n,
                        std::int64_t* key_rows, std::int64_t* value_rows) {
-  // No keys (the block after the last): the table may end before `start`.
+  // No keys (the block after the last): the table may end before `first`.
   if (n == 0) return;
+  const std::int64_t start = d.Start(b) + first;  // cache position
   std::int64_t page_index = start / d.page_size;
   std::int64_t slot = start % d.page_size;
   std::int64_t page = d.Page(b, start);
