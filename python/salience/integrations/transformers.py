@@ -95,7 +95,7 @@ def _calls_for_structure(mask: AttentionMask, q_length: int, kv_length: int) -> 
         if options is None:
             return _dense_call(batch, kv_length, mask.to_dense())
         if not (lengths == k1 - k0).all():
-            options["seqlens_k"] = lengths.astype(np.int32)
+            options["seqlens_k"] = lengths.tolist()  # a list: any array kind
         return [(0, batch, k0, k1, options, None)]
     # Sequences starting at different keys (left padding): one call each, on
     # a view of its keys.
@@ -103,7 +103,7 @@ def _calls_for_structure(mask: AttentionMask, q_length: int, kv_length: int) -> 
     for b in range(batch):
         k0, k1 = int(begin[b]), int(end[b])
         if k1 <= k0:  # no real token: every row sees no key and gives 0
-            calls.append((b, b + 1, 0, kv_length, {"seqlens_k": np.zeros(1, np.int32)}, None))
+            calls.append((b, b + 1, 0, kv_length, {"seqlens_k": [0]}, None))
             continue
         options = band_options(q_length, (k1 - k0,), **{**band, "offset": mask.offset - k0})
         if options is None:
