@@ -109,6 +109,16 @@ assert np.abs(np.array([r["embedding"] for r in a]) - np.array([r["embedding"] f
 ' "$work/mixed.txt" "$work/sorted.jsonl" "$work/single.jsonl"; then
   ok "embed --input: length-sorted batches, rows in input order, as one at a time"; else fail "embed sorted batches"; fi
 
+# The progress bar: on a terminal only (script(1) gives the run one).
+"$SALIENCE" embed --input "$work/mixed.txt" --out "$work/p.npy" 2>"$work/err"
+[[ ! -s "$work/err" ]] && ok "no progress bar when stderr is not a terminal" || fail "progress bar on a pipe"
+if command -v script >/dev/null; then
+  script -qec "$(printf '%q ' "$SALIENCE" embed --input "$work/mixed.txt" --out "$work/p.npy")" /dev/null \
+    >"$work/tty" 2>&1 </dev/null
+  if grep -q "100%  150 sentences  .* sentences/s  ETA 0:00" "$work/tty"; then
+    ok "a progress bar with sentences/s and ETA on a terminal"; else fail "progress bar on a terminal"; cat "$work/tty"; fi
+fi
+
 # Constant memory: the peak resident size embedding 7500 lines is that of
 # 1500 (holding every row, as before streaming, adds about 1.6 KB a line:
 # 9.5 MB here). Empty lines, the cheapest texts (2 tokens), keep it short.
