@@ -8,8 +8,9 @@
 #   make model-build   the root build (library, CLI, every test)
 #   make model-test    model/viz tests (golden files), CLI error checks and
 #                      the headless-Chromium browser test
-#   make fuzz          libFuzzer (ASan+UBSan) on the safetensors reader and
-#                      the tokenizer, FUZZ_SECONDS each
+#   make fuzz          libFuzzer (ASan+UBSan) on the safetensors reader, the
+#                      tokenizer (tokenizer.json and text) and config.json /
+#                      sentence_bert_config.json, FUZZ_SECONDS each
 #   make explain-demo  `salience explain` on the bank sentence: bank.html,
 #                      bank.png, bank.svg, top tokens for "bank", a bench line
 #   make model-golden  regenerate tests/model/golden (needs torch 2.13 +
@@ -33,26 +34,37 @@ model-build: build
 
 model-test: model-build
 	ctest --test-dir $(MODEL_BUILD) -j $(MODEL_JOBS) --output-on-failure \
-	  -R '^(Safetensors|Tokenizer|AttentionProbabilities|Encoder|Gelu|BrokenModel|Rollout|Colormap|Html|Svg|Png)\.|^model_cli_test$$|^viz_browser_test$$'
+	  -R '^(Config|Safetensors|Tokenizer|AttentionProbabilities|Encoder|Gelu|BrokenModel|Rollout|Colormap|Html|Svg|Png)\.|^model_cli_test$$|^viz_browser_test$$'
 
 FUZZ_FLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=all -Isrc -Iinclude
-$(FUZZ_BUILD)/safetensors_fuzz: fuzz/safetensors_fuzz.cc src/model/safetensors.cc src/model/safetensors.h
+CONFIG_SOURCES := src/model/config.cc src/model/file_text.cc src/model/safetensors.cc
+$(FUZZ_BUILD)/safetensors_fuzz: fuzz/safetensors_fuzz.cc $(CONFIG_SOURCES) \
+    src/model/safetensors.h src/model/config.h
 	@mkdir -p $(FUZZ_BUILD)
-	clang++-14 $(FUZZ_FLAGS) fuzz/safetensors_fuzz.cc src/model/safetensors.cc \
+	clang++-14 $(FUZZ_FLAGS) fuzz/safetensors_fuzz.cc $(CONFIG_SOURCES) \
 	  src/core/status.cc -o $@
-$(FUZZ_BUILD)/tokenizer_fuzz: fuzz/tokenizer_fuzz.cc src/model/tokenizer.cc src/model/tokenizer.h
+$(FUZZ_BUILD)/tokenizer_fuzz: fuzz/tokenizer_fuzz.cc src/model/tokenizer.cc \
+    src/model/tokenizer.h src/model/file_text.cc
 	@mkdir -p $(FUZZ_BUILD)
 	clang++-14 $(FUZZ_FLAGS) fuzz/tokenizer_fuzz.cc src/model/tokenizer.cc \
-	  src/core/status.cc -lutf8proc -o $@
+	  src/model/file_text.cc src/core/status.cc -lutf8proc -o $@
+$(FUZZ_BUILD)/config_fuzz: fuzz/config_fuzz.cc $(CONFIG_SOURCES) src/model/config.h
+	@mkdir -p $(FUZZ_BUILD)
+	clang++-14 $(FUZZ_FLAGS) fuzz/config_fuzz.cc $(CONFIG_SOURCES) \
+	  src/core/status.cc -o $@
 
-fuzz: model-deps $(FUZZ_BUILD)/safetensors_fuzz $(FUZZ_BUILD)/tokenizer_fuzz
-	@for target in safetensors tokenizer; do \
+fuzz: model-deps $(FUZZ_BUILD)/safetensors_fuzz $(FUZZ_BUILD)/tokenizer_fuzz \
+    $(FUZZ_BUILD)/config_fuzz
+	@# A crash fails the phase (the log's summary lines are shown either way).
+	@for target in safetensors tokenizer config; do \
 	  mkdir -p $(FUZZ_BUILD)/corpus-$$target; \
 	  echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_BUILD)/$${target}_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    -print_final_stats=1 $(FUZZ_BUILD)/corpus-$$target fuzz/corpus/$$target \
-	    2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|Done' ; \
+	    >$(FUZZ_BUILD)/$$target.log 2>&1; status=$$?; \
+	  grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|Done' $(FUZZ_BUILD)/$$target.log; \
+	  if [ $$status -ne 0 ]; then echo "fuzz: $$target failed (exit $$status), see $(FUZZ_BUILD)/$$target.log"; exit 1; fi; \
 	done
 
 explain-demo: model-build

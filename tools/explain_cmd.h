@@ -20,7 +20,7 @@ struct ExplainFlags {
   std::vector<int> layers;  // empty: all
   std::vector<int> heads;   // empty: all
   std::string from;         // a token (or its 0-based index as "#3")
-  int top = 5;
+  int top = 0;              // 0: not given (5)
   int threads = 0;
 };
 

@@ -1,16 +1,15 @@
 // The `salience` command line: peak, bench and check, and embed and explain
 // where the model layer is built (SALIENCE_CLI_MODEL). Flags are parsed here;
 // each subcommand's work lives in its own file.
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <iostream>
-#include <new>
 #include <limits>
-#include <string>
-
-#include <CLI/CLI.hpp>
+#include <new>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "salience/version.h"
 #include "tools/bench_cmd.h"
@@ -21,6 +20,7 @@
 #include "tools/embed_cmd.h"
 #include "tools/explain_cmd.h"
 #endif
+#include "tools/flags.h"
 
 namespace salience::tools {
 namespace {
@@ -62,52 +62,40 @@ int RunPeak(const PeakFlags& flags) {
   return kExitOk;
 }
 
-// An integer flag of at least `min`, with a message that says so.
-CLI::Validator AtLeast(std::int64_t min) {
-  return CLI::Validator(
-      [min](std::string& text) -> std::string {
-        std::size_t used = 0;
-        try {
-          if (std::stoll(text, &used) >= min && used == text.size()) return "";
-        } catch (const std::exception&) {
-        }
-        return "expected an integer >= " + std::to_string(min) + ", got '" +
-               text + "'";
-      },
-      "");
-}
-
 void AddPeak(CLI::App& app, PeakFlags& flags) {
   CLI::App* cmd = app.add_subcommand(
       "peak", "Measure this machine's fp32 FMA and DRAM read peaks");
   cmd->add_flag("--json", flags.json, "One JSON object on stdout");
   cmd->add_option("--seconds", flags.seconds, "Time budget of the probes")
-      ->check(CLI::Range(0.01, 600.0))
+      ->check(FiniteRange(0.01, 600.0))
       ->capture_default_str();
 }
 
-void AddBench(CLI::App& app, BenchFlags& f) {
+CLI::App* AddBench(CLI::App& app, BenchFlags& f) {
   CLI::App* cmd = app.add_subcommand(
       "bench", "Time the fused forward (standard shapes without shape flags)");
+  constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
   const auto size = [&](const char* name, std::int64_t& value,
                         const char* help) {
-    cmd->add_option(name, value, help)->check(AtLeast(1));
+    cmd->add_option(name, value, help)->check(IntRange(1, kInt64Max));
   };
   size("--batch", f.batch, "Batch size, >= 1 (default 1)");
   size("--heads-q", f.heads_q, "Query heads (default 16)");
   size("--heads-kv", f.heads_kv, "Key/value heads (default: heads-q)");
   size("--seq-q", f.seq_q, "Query length (default 1024)");
-  size("--seq-k", f.seq_k, "Key length (default: seq-q)");
+  size("--seq-k", f.seq_k,
+       "Key length (default: seq-q; with --decode the single sequence's "
+       "cached tokens, default 32768, at most 2^31 - 1)");
   size("--head-dim", f.head_dim, "Head dim of q and k (default 64)");
   size("--head-dim-v", f.head_dim_v, "Head dim of v (default: head-dim)");
   cmd->add_option("--causal", f.causal, "Causal mask (default none)")
       ->check(CLI::IsMember({"none", "top-left", "bottom-right"}));
   cmd->add_option("--window-left", f.window_left,
                   "Sliding window: keys before the diagonal (-1 unbounded)")
-      ->check(CLI::Range(std::int64_t{-1}, std::numeric_limits<std::int64_t>::max()));
+      ->check(IntRange(-1, kInt64Max));
   cmd->add_option("--window-right", f.window_right,
                   "Sliding window: keys after the diagonal (-1 unbounded)")
-      ->check(CLI::Range(std::int64_t{-1}, std::numeric_limits<std::int64_t>::max()));
+      ->check(IntRange(-1, kInt64Max));
   cmd->add_flag("--as-mask", f.as_mask,
                 "Pass causal/window as a bool mask tensor instead of options");
   cmd->add_flag("--backward", f.backward,
@@ -118,26 +106,55 @@ void AddBench(CLI::App& app, BenchFlags& f) {
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
   cmd->add_option("--bf16-path", f.bf16_path,
-                  "bf16 products: auto (calibrated), dot (vdpbf16ps) or widen "
-                  "(fp32 micro-kernels)")
+                  "With --dtype bf16: auto (calibrated), dot (vdpbf16ps) or "
+                  "widen (fp32 micro-kernels)")
       ->check(CLI::IsMember({"auto", "dot", "widen"}))
       ->capture_default_str();
   cmd->add_option("--layout", f.layout,
                   "Memory order of q, k, v, out (with --decode: of the cache)")
       ->check(CLI::IsMember({"bnhd", "bhnd"}))
       ->capture_default_str();
-  cmd->add_option("--threads", f.threads, "Worker threads, 0 = one per core")
-      ->check(AtLeast(0))
+  // The peak a run is compared with is measured on the same thread count,
+  // so no more threads than the CPUs this process may run on.
+  cmd->add_option("--threads", f.threads,
+                  "Worker threads, 0 = one per core; at most the CPUs this "
+                  "process may use (the peak is measured on as many)")
+      ->check(IntRange(0, CpusAvailable()))
       ->capture_default_str();
   cmd->add_option("--repeats", f.repeats, "Timed runs (median reported)")
-      ->check(AtLeast(1))
+      ->check(IntRange(1, 1'000'000))
       ->capture_default_str();
   cmd->add_option("--warmup", f.warmup, "Untimed runs first")
-      ->check(AtLeast(0))
+      ->check(IntRange(0, 1'000'000))
       ->capture_default_str();
   cmd->add_flag("--json", f.json, "One JSON object per shape on stdout");
   cmd->add_flag("--decode", f.decode,
-                "Decode shapes against a KV cache: cache GB/s vs DRAM");
+                "Decode shapes against a KV cache: cache GB/s vs DRAM (fixed "
+                "shapes: takes --seq-k, --layout, --threads, --repeats, "
+                "--warmup and --json only)");
+  return cmd;
+}
+
+// Flags `bench` would ignore in the mode the others choose are errors; ""
+// when there are none.
+std::string BenchFlagConflicts(const CLI::App& bench, const BenchFlags& f) {
+  if (f.decode) {
+    const std::string unused = GivenFlags(
+        bench, {"--batch", "--heads-q", "--heads-kv", "--seq-q", "--head-dim",
+                "--head-dim-v", "--causal", "--window-left", "--window-right",
+                "--as-mask", "--backward", "--dtype", "--bf16-path"});
+    if (!unused.empty())
+      return unused +
+             ": not used by --decode, whose shapes are fixed (--seq-k sets "
+             "the single sequence's length; see --help)";
+    if (f.seq_k > std::numeric_limits<std::int32_t>::max())
+      return "--seq-k " + std::to_string(f.seq_k) +
+             ": a decode cache holds at most 2147483647 tokens a sequence";
+    return "";
+  }
+  if (bench.count("--bf16-path") > 0 && f.dtype != "bf16")
+    return "--bf16-path: only with --dtype bf16";
+  return "";
 }
 
 void AddCheck(CLI::App& app, CheckFlags& flags) {
@@ -157,7 +174,7 @@ int Main(int argc, char** argv) {
   BenchFlags bench_flags;
   CheckFlags check_flags;
   AddPeak(app, peak_flags);
-  AddBench(app, bench_flags);
+  const CLI::App* bench = AddBench(app, bench_flags);
   AddCheck(app, check_flags);
 #if SALIENCE_CLI_MODEL
   EmbedFlags embed_flags;
@@ -189,7 +206,11 @@ int Main(int argc, char** argv) {
     return ReportError(std::string(e.what()) + " (see --help)", kExitUsage);
   }
   if (app.got_subcommand("peak")) return RunPeak(peak_flags);
-  if (app.got_subcommand("bench")) return RunBench(bench_flags);
+  if (app.got_subcommand("bench")) {
+    const std::string conflict = BenchFlagConflicts(*bench, bench_flags);
+    if (!conflict.empty()) return ReportError(conflict, kExitUsage);
+    return RunBench(bench_flags);
+  }
 #if SALIENCE_CLI_MODEL
   if (app.got_subcommand("embed")) return RunEmbed(embed_flags);
   if (app.got_subcommand("explain")) return RunExplain(explain_flags);
@@ -202,7 +223,14 @@ int Main(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   try {
-    return salience::tools::Main(argc, argv);
+    const int code = salience::tools::Main(argc, argv);
+    // Output that did not arrive fails the command (a command that failed
+    // already said why).
+    std::string error;
+    if (salience::tools::FlushStdout(&error) ||
+        code != salience::tools::kExitOk)
+      return code;
+    return salience::tools::ReportError(error, salience::tools::kExitFailure);
   } catch (const std::bad_alloc&) {
     return salience::tools::ReportError("out of memory",
                                         salience::tools::kExitFailure);

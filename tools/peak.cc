@@ -132,6 +132,8 @@ void MeasureDram(double seconds, Peak* peak) {
 
 int AllThreads() { return core::ResolveThreads(0); }
 
+int CpusAvailable() { return std::max(1, omp_get_num_procs()); }
+
 std::string CpuModel() {
   std::ifstream file("/proc/cpuinfo");
   std::string line;
@@ -191,9 +193,9 @@ double MeasureDotBf16Gflops(int threads, double seconds) {
                              [](std::int64_t n) { return RunDotBf16Chains(n); });
 }
 
-Peak MeasurePeak(double seconds_budget) {
+Peak MeasurePeak(double seconds_budget, int threads) {
   Peak peak;
-  peak.threads = AllThreads();
+  peak.threads = threads > 0 ? threads : AllThreads();
   peak.cpu = CpuModel();
   peak.target = simd::TargetName(simd::CurrentTarget());
   const double sixth = seconds_budget / 6.0;

@@ -22,8 +22,9 @@ struct Peak {
 };
 
 // All six figures, best of several repetitions each, in about
-// `seconds_budget` seconds (plus the first touch of the DRAM buffer).
-Peak MeasurePeak(double seconds_budget);
+// `seconds_budget` seconds (plus the first touch of the DRAM buffer); the
+// *_all figures on `threads` threads (0: AllThreads()).
+Peak MeasurePeak(double seconds_budget, int threads = 0);
 
 // fp32 FMA GFLOP/s on `threads` threads, best repetition within `seconds`.
 double MeasureFmaGflops(int threads, double seconds);
@@ -33,6 +34,10 @@ double MeasureDotBf16Gflops(int threads, double seconds);
 
 // Threads the kernels use when asked for "all" (one per core).
 int AllThreads();
+
+// CPUs this process may run on (its affinity mask): the most threads a
+// measured peak can be had for.
+int CpusAvailable();
 
 // The CPU's "model name", or "unknown".
 std::string CpuModel();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <span>
 
 #include "model/attention_probs.h"
@@ -55,11 +56,13 @@ Status Encoder::Load(const std::string& dir,
   return Status::Ok();
 }
 
-// Points every parameter into the mapping after checking dtype and shape.
+// Points every parameter into the mapping (or an aligned copy) after
+// checking dtype and shape, and the layer count before sizing by it.
 Status Encoder::Bind() {
   const BertConfig& c = config_;
-  const auto get = [&](const std::string& name, std::vector<std::int64_t> shape,
-                       const float** data) -> Status {
+  const auto check = [&](const std::string& name,
+                         std::vector<std::int64_t> shape,
+                         const StTensor** found) -> Status {
     const StTensor* tensor = weights_->Find(name);
     // Older exports prefix every name with the architecture.
     if (tensor == nullptr) tensor = weights_->Find("bert." + name);
@@ -75,13 +78,24 @@ Status Encoder::Bind() {
                     weights_->path() + ": tensor '" + name + "' has shape " +
                         ShapeText(tensor->shape) + ", config.json implies " +
                         ShapeText(shape));
-    if (reinterpret_cast<std::uintptr_t>(tensor->bytes.data()) %
-            alignof(float) !=
-        0)
-      return Status(
-          StatusCode::kInvalidArgument,
-          weights_->path() + ": tensor '" + name + "' is not 4-byte aligned");
+    *found = tensor;
+    return Status::Ok();
+  };
+  // A tensor read in place: the mapping, or an aligned copy where the
+  // header's length leaves the data unaligned for float (the format allows
+  // a header of any length).
+  const auto get = [&](const std::string& name, std::vector<std::int64_t> shape,
+                       const float** data) -> Status {
+    const StTensor* tensor = nullptr;
+    const Status status = check(name, std::move(shape), &tensor);
+    if (!status.ok()) return status;
     *data = reinterpret_cast<const float*>(tensor->bytes.data());
+    if (reinterpret_cast<std::uintptr_t>(*data) % alignof(float) != 0) {
+      std::vector<float>& copy =
+          unaligned_copies_.emplace_back(tensor->num_elements());
+      std::memcpy(copy.data(), tensor->bytes.data(), tensor->bytes.size());
+      *data = copy.data();
+    }
     return Status::Ok();
   };
   // A Linear from tensors `names` (their weights stacked in that order, e.g.
@@ -91,12 +105,17 @@ Status Encoder::Bind() {
                           Linear* layer) -> Status {
     std::vector<float> weight, bias;
     for (const std::string& name : names) {
-      const float *w = nullptr, *b = nullptr;
-      Status status = get(name + ".weight", {out, in}, &w);
-      if (status.ok()) status = get(name + ".bias", {out}, &b);
+      const StTensor *w = nullptr, *b = nullptr;
+      Status status = check(name + ".weight", {out, in}, &w);
+      if (status.ok()) status = check(name + ".bias", {out}, &b);
       if (!status.ok()) return status;
-      weight.insert(weight.end(), w, w + out * in);
-      bias.insert(bias.end(), b, b + out);
+      // Copied bytewise: the mapping need not be aligned for float.
+      weight.resize(weight.size() + out * in);
+      bias.resize(bias.size() + out);
+      std::memcpy(weight.data() + weight.size() - out * in, w->bytes.data(),
+                  w->bytes.size());
+      std::memcpy(bias.data() + bias.size() - out, b->bytes.data(),
+                  b->bytes.size());
     }
     const std::int64_t parts = static_cast<std::int64_t>(names.size());
     return Linear::Create(weight, bias, parts * out, in, layer);
@@ -116,6 +135,10 @@ Status Encoder::Bind() {
     status = get("embeddings.token_type_embeddings.weight",
                  {c.type_vocab_size, c.hidden_size}, &token_type_embeddings_);
   if (status.ok()) status = norm("embeddings.LayerNorm", &embedding_norm_);
+  // The layers the file holds must be the config's: fewer would run part
+  // of the model, more would size arrays by a count no weights back.
+  if (status.ok()) status = CheckLayerCount(c, *weights_);
+  if (!status.ok()) return status;
   layers_.resize(c.num_layers);
   const std::int64_t h = c.hidden_size, f = c.intermediate_size;
   for (std::int64_t l = 0; l < c.num_layers && status.ok(); ++l) {

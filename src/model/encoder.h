@@ -63,8 +63,9 @@ struct EncoderOutput {
 class Encoder {
  public:
   // Loads dir/config.json, dir/sentence_bert_config.json (max_seq_length),
-  // dir/tokenizer.json and dir/model.safetensors (mapped, not copied); every
-  // tensor's shape is checked against the config.
+  // dir/tokenizer.json and dir/model.safetensors (mapped, not copied, but
+  // for tensors the header's length leaves unaligned for float); every
+  // tensor's shape, and the layer count, is checked against the config.
   static Status Load(const std::string& dir, std::unique_ptr<Encoder>* encoder);
   // Finds the model directory as FindModelDir does (`flag`, then
   // $SALIENCE_MODEL_DIR, then the installed package) and loads it.
@@ -125,6 +126,9 @@ class Encoder {
   const float* token_type_embeddings_ = nullptr;
   Norm embedding_norm_;
   std::vector<Layer> layers_;
+  // Aligned copies of the tensors read in place whose bytes in the mapping
+  // are not aligned for float.
+  std::vector<std::vector<float>> unaligned_copies_;
 };
 
 }  // namespace salience::model

@@ -18,29 +18,41 @@ namespace {
 struct DTypeInfo {
   const char* name;
   StDType dtype;
-  std::size_t size;
+  std::size_t bits;
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {"BOOL", StDType::kBool, 1},      {"U8", StDType::kU8, 1},
-    {"I8", StDType::kI8, 1},          {"U16", StDType::kU16, 2},
-    {"I16", StDType::kI16, 2},        {"F16", StDType::kF16, 2},
-    {"BF16", StDType::kBF16, 2},      {"U32", StDType::kU32, 4},
-    {"I32", StDType::kI32, 4},        {"F32", StDType::kF32, 4},
-    {"U64", StDType::kU64, 8},        {"I64", StDType::kI64, 8},
-    {"F64", StDType::kF64, 8},        {"F8_E4M3", StDType::kF8E4M3, 1},
-    {"F8_E5M2", StDType::kF8E5M2, 1},
+    {"BOOL", StDType::kBool, 8},
+    {"F4", StDType::kF4, 4},
+    {"F6_E2M3", StDType::kF6E2M3, 6},
+    {"F6_E3M2", StDType::kF6E3M2, 6},
+    {"U8", StDType::kU8, 8},
+    {"I8", StDType::kI8, 8},
+    {"F8_E5M2", StDType::kF8E5M2, 8},
+    {"F8_E4M3", StDType::kF8E4M3, 8},
+    {"F8_E8M0", StDType::kF8E8M0, 8},
+    {"F8_E4M3FNUZ", StDType::kF8E4M3Fnuz, 8},
+    {"F8_E5M2FNUZ", StDType::kF8E5M2Fnuz, 8},
+    {"I16", StDType::kI16, 16},
+    {"U16", StDType::kU16, 16},
+    {"F16", StDType::kF16, 16},
+    {"BF16", StDType::kBF16, 16},
+    {"I32", StDType::kI32, 32},
+    {"U32", StDType::kU32, 32},
+    {"F32", StDType::kF32, 32},
+    {"C64", StDType::kC64, 64},
+    {"F64", StDType::kF64, 64},
+    {"I64", StDType::kI64, 64},
+    {"U64", StDType::kU64, 64},
 };
 
 Status Error(const std::string& label, const std::string& what) {
   return Status(StatusCode::kInvalidArgument, label + ": " + what);
 }
 
-// a * b into *out, false on overflow past int64.
+// a * b into *out, false on overflow past uint64 (the reference's usize).
 bool CheckedMul(std::uint64_t a, std::uint64_t b, std::uint64_t* out) {
-  if (a != 0 && b > std::numeric_limits<std::int64_t>::max() / a) return false;
-  *out = a * b;
-  return true;
+  return !__builtin_mul_overflow(a, b, out);
 }
 
 struct Span {
@@ -48,20 +60,34 @@ struct Span {
   const std::string* name;
 };
 
-// One header entry into `tensor`; `buffer_size` bounds the offsets.
+// One header entry into `tensor`; `buffer_size` bounds the offsets. The
+// entry is an object {"dtype", "shape", "data_offsets"} (other fields are
+// ignored, as the reference's serde does), or the same three in an array.
 Status ParseEntry(const std::string& label, const std::string& name,
                   const nlohmann::json& entry, std::uint64_t buffer_size,
                   StTensor* tensor, Span* span) {
   const std::string where = "tensor '" + name + "'";
-  if (!entry.is_object())
-    return Error(label, where + ": entry is not an object");
-  for (const auto& [key, value] : entry.items()) {
-    (void)value;
-    if (key != "dtype" && key != "shape" && key != "data_offsets")
-      return Error(label, where + ": unknown field '" + key + "'");
+  const nlohmann::json* dtype = nullptr;
+  const nlohmann::json* shape = nullptr;
+  const nlohmann::json* offsets = nullptr;
+  if (entry.is_array() && entry.size() == 3) {
+    dtype = &entry[0];
+    shape = &entry[1];
+    offsets = &entry[2];
+  } else if (entry.is_object()) {
+    const auto find = [&](const char* key) -> const nlohmann::json* {
+      const auto it = entry.find(key);
+      return it == entry.end() ? nullptr : &*it;
+    };
+    dtype = find("dtype");
+    shape = find("shape");
+    offsets = find("data_offsets");
+  } else {
+    return Error(label, where +
+                            ": entry is neither an object nor an array "
+                            "[dtype, shape, data_offsets]");
   }
-  const auto dtype = entry.find("dtype");
-  if (dtype == entry.end() || !dtype->is_string())
+  if (dtype == nullptr || !dtype->is_string())
     return Error(label, where + ": missing or non-string \"dtype\"");
   const DTypeInfo* info = nullptr;
   for (const DTypeInfo& candidate : kDTypes)
@@ -72,22 +98,33 @@ Status ParseEntry(const std::string& label, const std::string& name,
                             dtype->get_ref<const std::string&>() + "'");
   tensor->dtype = info->dtype;
 
-  const auto shape = entry.find("shape");
-  if (shape == entry.end() || !shape->is_array())
+  if (shape == nullptr || !shape->is_array())
     return Error(label, where + ": missing or non-array \"shape\"");
-  std::uint64_t bytes = info->size;
+  std::uint64_t elements = 1;
   for (const nlohmann::json& dim : *shape) {
     if (!dim.is_number_unsigned())
       return Error(label,
                    where + ": shape entries must be non-negative integers");
     const std::uint64_t extent = dim.get<std::uint64_t>();
-    if (!CheckedMul(bytes, extent, &bytes))
-      return Error(label, where + ": shape's byte size overflows");
+    if (!CheckedMul(elements, extent, &elements))
+      return Error(label, where + ": shape's element count overflows");
+    // Shapes are int64 here; a larger extent (the reference takes one in a
+    // shape with a zero) describes no real tensor.
+    if (extent >
+        static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      return Error(label, where + ": shape entry " + std::to_string(extent) +
+                              " exceeds 2^63 - 1");
     tensor->shape.push_back(static_cast<std::int64_t>(extent));
   }
+  std::uint64_t bits = 0;
+  if (!CheckedMul(elements, info->bits, &bits))
+    return Error(label, where + ": shape's byte size overflows");
+  if (bits % 8 != 0)
+    return Error(label, where + ": " + std::to_string(elements) + " " +
+                            info->name + " elements do not fill whole bytes");
+  const std::uint64_t bytes = bits / 8;
 
-  const auto offsets = entry.find("data_offsets");
-  if (offsets == entry.end() || !offsets->is_array() || offsets->size() != 2 ||
+  if (offsets == nullptr || !offsets->is_array() || offsets->size() != 2 ||
       !(*offsets)[0].is_number_unsigned() ||
       !(*offsets)[1].is_number_unsigned())
     return Error(
@@ -116,6 +153,7 @@ Status ParseEntry(const std::string& label, const std::string& name,
 
 Status ParseMetadata(const std::string& label, const nlohmann::json& value,
                      std::map<std::string, std::string>* metadata) {
+  if (value.is_null()) return Status::Ok();  // serde's Option: none
   if (!value.is_object())
     return Error(label, "\"__metadata__\" is not an object");
   for (const auto& [key, text] : value.items()) {
@@ -159,9 +197,9 @@ Status CheckTiling(const std::string& label, std::vector<Span> spans,
 
 }  // namespace
 
-std::size_t StDTypeSize(StDType dtype) {
+std::size_t StDTypeBits(StDType dtype) {
   for (const DTypeInfo& info : kDTypes)
-    if (info.dtype == dtype) return info.size;
+    if (info.dtype == dtype) return info.bits;
   return 0;
 }
 
@@ -200,26 +238,38 @@ Status SafetensorsFile::Parse(std::span<const std::byte> bytes,
   std::unique_ptr<SafetensorsFile> result(new SafetensorsFile());
   result->label_ = label;
   std::vector<Span> spans;
-  bool duplicate = false;
-  std::string duplicate_name;
-  // The parser's callback sees every key as it is read, before the object
-  // keeps only the last of duplicates: refuse them there.
-  int depth = 0;
-  std::vector<std::string> top_keys;
-  const auto callback = [&](int parse_depth,
-                            nlohmann::json::parse_event_t event,
+  // The reference reads the header with serde: a tensor name given twice
+  // keeps its last entry (as nlohmann's object does), but a second
+  // "__metadata__", or a second "dtype", "shape" or "data_offsets" in one
+  // entry, is an error. The parser's callback sees every key as it is read,
+  // before the object keeps only the last of duplicates.
+  std::string duplicate;
+  bool seen_metadata = false;
+  std::string top_key;
+  std::vector<std::string> entry_keys;
+  const auto callback = [&](int depth, nlohmann::json::parse_event_t event,
                             nlohmann::json& parsed) {
-    depth = parse_depth;
-    if (event == nlohmann::json::parse_event_t::key && parse_depth == 1) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      if (std::find(top_keys.begin(), top_keys.end(), key) != top_keys.end()) {
-        duplicate = true;
-        duplicate_name = key;
-      }
-      top_keys.push_back(key);
+    using Event = nlohmann::json::parse_event_t;
+    if (event == Event::object_start && depth == 1) entry_keys.clear();
+    if (event != Event::key || !duplicate.empty()) return true;
+    const std::string& key = parsed.get_ref<const std::string&>();
+    if (depth == 1) {
+      top_key = key;
+      if (key == "__metadata__" && seen_metadata)
+        duplicate = "a second \"__metadata__\"";
+      seen_metadata = seen_metadata || key == "__metadata__";
+    } else if (depth == 2 && top_key != "__metadata__" &&
+               (key == "dtype" || key == "shape" || key == "data_offsets")) {
+      if (std::find(entry_keys.begin(), entry_keys.end(), key) !=
+          entry_keys.end())
+        duplicate = "tensor '" + top_key + "' has \"" + key + "\" twice";
+      entry_keys.push_back(key);
     }
     return true;
   };
+  // serde reads JSON, which has no byte-order mark; nlohmann skips one.
+  if (header_size >= 3 && std::memcmp(header_begin, "\xEF\xBB\xBF", 3) == 0)
+    return Error(label, "header starts with a byte-order mark");
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_begin, header_begin + header_size,
@@ -227,10 +277,8 @@ Status SafetensorsFile::Parse(std::span<const std::byte> bytes,
   } catch (const nlohmann::json::exception& e) {
     return Error(label, std::string("header is not valid JSON: ") + e.what());
   }
-  (void)depth;
   if (!header.is_object()) return Error(label, "header is not a JSON object");
-  if (duplicate)
-    return Error(label, "duplicate tensor name '" + duplicate_name + "'");
+  if (!duplicate.empty()) return Error(label, "header has " + duplicate);
 
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {

@@ -6,13 +6,21 @@
 //              plus an optional "__metadata__" object of string -> string
 //   [rest]     the byte buffer; data_offsets = [begin, end) within it
 //
-// Everything the format allows is accepted and everything else refused with
-// a Status naming the file and the rule broken: the header length is bounded
+// Every file the format's reference library (huggingface/safetensors,
+// Rust, 0.8) loads is accepted, and everything else refused with a Status
+// naming the file and the rule broken: the header length is bounded
 // (kMaxHeaderBytes) and within the file, the JSON parses to an object, dtypes
-// are known, byte sizes are computed with overflow checks and equal
-// end - begin, offsets lie in the buffer, tensors are contiguous and do not
-// overlap, names are unique. The weights are never copied: each Tensor
-// points into the mapping, which lives as long as the SafetensorsFile.
+// are known, byte sizes are computed with overflow checks (a sub-byte dtype's
+// tensor must fill whole bytes) and equal end - begin, offsets lie in the
+// buffer, tensors are contiguous and do not overlap. As the reference does,
+// the reader accepts a header of any length (the data then need not be
+// aligned for its dtype: a reader of floats must copy or read unaligned),
+// JSON whitespace around the header object, unknown fields in a tensor's
+// entry, an entry written as the array [dtype, shape, data_offsets], a null
+// "__metadata__", and a tensor name given twice (the last entry counts); it
+// refuses a byte-order mark and a second "__metadata__". The weights are
+// never copied: each Tensor points into the mapping, which lives as long as
+// the SafetensorsFile.
 #pragma once
 
 #include <cstddef>
@@ -28,26 +36,35 @@
 
 namespace salience::model {
 
-// The safetensors dtypes ("F32", "BF16", ...); the reader accepts all of
-// them, the encoder uses F32 (and converts F16/BF16 on load).
+// The safetensors dtypes ("F32", "BF16", ...), every one the format's
+// reference library (huggingface/safetensors 0.8) knows; the reader accepts
+// all of them, the encoder uses F32.
 enum class StDType : std::uint8_t {
   kBool,
+  kF4,      // 4 bits: two elements a byte
+  kF6E2M3,  // 6 bits: four elements in three bytes
+  kF6E3M2,
   kU8,
   kI8,
-  kU16,
+  kF8E5M2,
+  kF8E4M3,
+  kF8E8M0,
+  kF8E4M3Fnuz,
+  kF8E5M2Fnuz,
   kI16,
+  kU16,
   kF16,
   kBF16,
-  kU32,
   kI32,
+  kU32,
   kF32,
-  kU64,
-  kI64,
+  kC64,
   kF64,
-  kF8E4M3,
-  kF8E5M2
+  kI64,
+  kU64
 };
-std::size_t StDTypeSize(StDType dtype);
+// Bits of one element (4 for F4, 6 for the F6 types, else 8 x bytes).
+std::size_t StDTypeBits(StDType dtype);
 const char* StDTypeName(StDType dtype);
 
 struct StTensor {

@@ -3,10 +3,10 @@
 #include <utf8proc.h>
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <utility>
+
+#include "model/file_text.h"
 
 namespace salience::model {
 namespace {
@@ -141,12 +141,33 @@ void AppendUtf8(char32_t code_point, std::string* out) {
 
 Status Tokenizer::FromJsonFile(const std::string& path,
                                std::unique_ptr<Tokenizer>* tokenizer) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error(path, "cannot open");
-  std::stringstream text;
-  text << in.rdbuf();
-  return FromJsonText(text.str(), path, tokenizer);
+  std::string text;
+  const Status status = ReadFileText(path, kMaxTokenizerJsonBytes, &text);
+  if (!status.ok()) return status;
+  return FromJsonText(text, path, tokenizer);
 }
+
+namespace {
+
+// A field of `object` that must have the type `is` checks (`what` names the
+// type in the message); absent leaves *value as it is.
+template <typename T>
+Status TypedField(const std::string& label, const nlohmann::json& object,
+                  const std::string& path, const char* name,
+                  bool (nlohmann::json::*is)() const noexcept, const char* what,
+                  T* value) {
+  const auto it = object.find(name);
+  if (it == object.end()) return Status::Ok();
+  if (!((*it).*is)())
+    return Error(label, path + name + ": expected " + what + ", got " +
+                            it->dump(-1, ' ', false,
+                                     nlohmann::json::error_handler_t::replace)
+                                .substr(0, 40));
+  *value = it->get<T>();
+  return Status::Ok();
+}
+
+}  // namespace
 
 Status Tokenizer::FromJsonText(std::string_view json, const std::string& label,
                                std::unique_ptr<Tokenizer>* tokenizer) {
@@ -157,18 +178,43 @@ Status Tokenizer::FromJsonText(std::string_view json, const std::string& label,
     return Error(label, std::string("not valid JSON: ") + e.what());
   }
   std::unique_ptr<Tokenizer> result(new Tokenizer());
+  // Every access below checks types first; the handler is a backstop.
   try {
     if (!root.is_object()) return Error(label, "top level is not an object");
-    const nlohmann::json& model = root.at("model");
-    if (model.value("type", "") != "WordPiece")
+    const auto model_it = root.find("model");
+    if (model_it == root.end() || !model_it->is_object())
+      return Error(label, "model: expected an object");
+    const nlohmann::json& model = *model_it;
+    std::string type;
+    Status status = TypedField(label, model, "model.", "type",
+                               &nlohmann::json::is_string, "a string", &type);
+    if (!status.ok()) return status;
+    if (type != "WordPiece")
       return Error(label, "model.type: expected \"WordPiece\", got " +
                               model.value("type", nlohmann::json()).dump());
-    result->prefix_ = model.value("continuing_subword_prefix", "##");
-    result->max_input_chars_per_word_ =
-        model.value("max_input_chars_per_word", 100);
-    const nlohmann::json& vocab = model.at("vocab");
-    if (!vocab.is_object() || vocab.empty())
+    std::string unk = "[UNK]";
+    status =
+        TypedField(label, model, "model.", "continuing_subword_prefix",
+                   &nlohmann::json::is_string, "a string", &result->prefix_);
+    if (status.ok())
+      status = TypedField(label, model, "model.", "unk_token",
+                          &nlohmann::json::is_string, "a string", &unk);
+    if (status.ok())
+      status = TypedField(label, model, "model.", "max_input_chars_per_word",
+                          &nlohmann::json::is_number_integer, "an integer",
+                          &result->max_input_chars_per_word_);
+    if (!status.ok()) return status;
+    if (result->max_input_chars_per_word_ < 1 ||
+        result->max_input_chars_per_word_ > kMaxInputCharsPerWord)
+      return Error(label,
+                   "model.max_input_chars_per_word: expected an integer "
+                   "in [1, " +
+                       std::to_string(kMaxInputCharsPerWord) + "], got " +
+                       model.at("max_input_chars_per_word").dump());
+    const auto vocab_it = model.find("vocab");
+    if (vocab_it == model.end() || !vocab_it->is_object() || vocab_it->empty())
       return Error(label, "model.vocab: expected a non-empty object");
+    const nlohmann::json& vocab = *vocab_it;
     if (vocab.size() > 10'000'000)
       return Error(label, "model.vocab: too large");
     result->id_to_token_.resize(vocab.size());
@@ -183,43 +229,72 @@ Status Tokenizer::FromJsonText(std::string_view json, const std::string& label,
       result->id_to_token_[index] = token;
       result->vocab_[token] = index;
     }
-    const auto lookup = [&](const std::string& token,
-                            std::int32_t* id) -> Status {
+    const auto lookup = [&](const std::string& token, std::int32_t* id) {
       const auto it = result->vocab_.find(token);
       if (it == result->vocab_.end())
         return Error(label, "model.vocab has no " + token);
       *id = it->second;
       return Status::Ok();
     };
-    const std::string unk = model.value("unk_token", "[UNK]");
     for (auto [token, id] :
          {std::pair{unk, &result->unk_id_},
           std::pair{std::string("[CLS]"), &result->cls_id_},
           std::pair{std::string("[SEP]"), &result->sep_id_},
           std::pair{std::string("[PAD]"), &result->pad_id_}}) {
-      Status status = lookup(token, id);
+      status = lookup(token, id);
       if (!status.ok()) return status;
     }
     const auto normalizer = root.find("normalizer");
-    if (normalizer != root.end() && normalizer->is_object()) {
-      if (normalizer->value("type", "") != "BertNormalizer")
+    if (normalizer != root.end() && normalizer->is_null()) {
+      // No normalizer: the text goes to the pre-tokenizer as it is.
+      result->clean_text_ = result->handle_chinese_chars_ = false;
+      result->strip_accents_ = result->lowercase_ = false;
+    } else if (normalizer != root.end()) {
+      if (!normalizer->is_object() ||
+          normalizer->value("type", nlohmann::json()) != "BertNormalizer")
         return Error(label, "normalizer.type: expected \"BertNormalizer\"");
-      result->clean_text_ = normalizer->value("clean_text", true);
-      result->handle_chinese_chars_ =
-          normalizer->value("handle_chinese_chars", true);
-      result->lowercase_ = normalizer->value("lowercase", true);
+      for (auto [name, flag] :
+           {std::pair{"clean_text", &result->clean_text_},
+            std::pair{"handle_chinese_chars", &result->handle_chinese_chars_},
+            std::pair{"lowercase", &result->lowercase_}}) {
+        status = TypedField(label, *normalizer, "normalizer.", name,
+                            &nlohmann::json::is_boolean, "true or false", flag);
+        if (!status.ok()) return status;
+      }
+      // strip_accents null (or absent) follows lowercase, as BERT's does.
+      result->strip_accents_ = result->lowercase_;
       const auto strip = normalizer->find("strip_accents");
-      result->strip_accents_ = (strip == normalizer->end() || strip->is_null())
-                                   ? result->lowercase_
-                                   : strip->get<bool>();
+      if (strip != normalizer->end() && !strip->is_null()) {
+        status = TypedField(label, *normalizer, "normalizer.", "strip_accents",
+                            &nlohmann::json::is_boolean, "true, false or null",
+                            &result->strip_accents_);
+        if (!status.ok()) return status;
+      }
     }
     const auto added = root.find("added_tokens");
-    if (added != root.end() && added->is_array()) {
-      for (const nlohmann::json& token : *added) {
-        const std::string content = token.at("content").get<std::string>();
-        if (content.empty()) continue;
-        result->added_tokens_.emplace_back(content,
-                                           token.at("id").get<std::int32_t>());
+    if (added != root.end() && !added->is_null()) {
+      if (!added->is_array())
+        return Error(label, "added_tokens: expected an array");
+      for (std::size_t i = 0; i < added->size(); ++i) {
+        const nlohmann::json& token = (*added)[i];
+        const std::string where = "added_tokens[" + std::to_string(i) + "]";
+        const auto content = token.is_object()
+                                 ? token.find("content")
+                                 : nlohmann::json::const_iterator();
+        const auto id = token.is_object() ? token.find("id")
+                                          : nlohmann::json::const_iterator();
+        if (!token.is_object() || content == token.end() ||
+            !content->is_string() || id == token.end() ||
+            !id->is_number_unsigned() ||
+            id->get<std::uint64_t>() >= result->id_to_token_.size())
+          return Error(label, where +
+                                  ": expected {\"content\": a string, \"id\": "
+                                  "an id in [0, " +
+                                  std::to_string(result->id_to_token_.size()) +
+                                  ")}");
+        const std::string text = content->get<std::string>();
+        if (text.empty()) continue;
+        result->added_tokens_.emplace_back(text, id->get<std::int32_t>());
       }
       // Longest first, so "[MASK]" wins over a shorter token at one place.
       std::stable_sort(result->added_tokens_.begin(),

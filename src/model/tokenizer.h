@@ -39,9 +39,18 @@ struct Batch {
   std::vector<std::int32_t> lengths;  // real tokens per row
 };
 
+// The largest tokenizer.json read (the biggest vocabularies' files are a
+// few tens of MB).
+inline constexpr std::size_t kMaxTokenizerJsonBytes = std::size_t{256} << 20;
+// The largest model.max_input_chars_per_word accepted: WordPiece's greedy
+// longest-prefix search costs time quadratic (and worse) in a word's
+// length, and longer words become [UNK] unsearched (BERT's: 100).
+inline constexpr std::int64_t kMaxInputCharsPerWord = 1000;
+
 class Tokenizer {
  public:
-  // Reads tokenizer.json (normalizer flags, WordPiece vocab, added tokens).
+  // Reads tokenizer.json (normalizer flags, WordPiece vocab, added tokens);
+  // every field read is type- and range-checked, the message naming it.
   static Status FromJsonFile(const std::string& path,
                              std::unique_ptr<Tokenizer>* tokenizer);
   static Status FromJsonText(std::string_view json, const std::string& label,

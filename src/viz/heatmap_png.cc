@@ -143,10 +143,13 @@ Status WritePng(const Image& image, const std::string& path) {
   // libpng reports errors by longjmp; nothing below owns resources that
   // the jump would leak apart from those released here.
   if (setjmp(png_jmpbuf(png))) {
+    // libpng's writer fails on a short fwrite, whose errno says why.
+    const int error = errno;
     png_destroy_write_struct(&png, &info);
     std::fclose(file);
+    std::remove(path.c_str());  // a partial image would pass for a report
     return Status(StatusCode::kInvalidArgument,
-                  path + ": libpng failed while writing");
+                  path + ": cannot write: " + std::strerror(error));
   }
   png_init_io(png, file);
   png_set_IHDR(png, info, image.width, image.height, 8, PNG_COLOR_TYPE_RGB,
@@ -158,9 +161,12 @@ Status WritePng(const Image& image, const std::string& path) {
                            static_cast<std::size_t>(row) * image.width * 3);
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
-  if (std::fclose(file) != 0)
+  if (std::fclose(file) != 0) {
+    const int error = errno;
+    std::remove(path.c_str());
     return Status(StatusCode::kInvalidArgument,
-                  path + ": cannot write: " + std::strerror(errno));
+                  path + ": cannot write: " + std::strerror(error));
+  }
   return Status::Ok();
 }
 

@@ -234,6 +234,60 @@ TEST_F(BrokenModel, MalformedConfigAndTokenizer) {
   EXPECT_NE(LoadError().find("tokenizer.json: "), std::string::npos);
 }
 
+// The layer count is checked against the weights before anything is sized
+// by it: a config of fewer layers must not run part of the model.
+TEST_F(BrokenModel, LayerCountOtherThanTheWeights) {
+  const std::string config = testing::ReadText(source_ + "/config.json");
+  const auto with_layers = [&](const std::string& layers) {
+    const std::string field = "\"num_hidden_layers\": 6";
+    std::string text = config;
+    text.replace(text.find(field), field.size(),
+                 "\"num_hidden_layers\": " + layers);
+    Write("config.json", text);
+    return LoadError();
+  };
+  std::string message = with_layers("3");
+  EXPECT_NE(message.find("model.safetensors: holds layers 3..5"),
+            std::string::npos)
+      << message;
+  message = with_layers("1000");
+  EXPECT_NE(message.find("\"num_hidden_layers\" is 1000, but"),
+            std::string::npos)
+      << message;
+  message = with_layers("4611686018427387904");
+  EXPECT_NE(message.find("\"num_hidden_layers\" must be an integer in [1, "
+                         "1024], got 4611686018427387904"),
+            std::string::npos)
+      << message;
+}
+
+// A header whose length is not a multiple of 4 leaves every float of the
+// data unaligned (the format allows it): the model loads all the same and
+// embeds exactly as from the aligned file.
+TEST_F(BrokenModel, WeightsUnalignedForFloatLoad) {
+  const std::string weights = testing::ReadText(source_ + "/model.safetensors");
+  std::uint64_t length = 0;
+  for (int i = 7; i >= 0; --i)
+    length = (length << 8) | static_cast<unsigned char>(weights[i]);
+  for (int pad : {1, 2, 3}) {
+    std::string padded(8, '\0');
+    const std::uint64_t new_length = length + pad;
+    for (int i = 0; i < 8; ++i)
+      padded[i] = static_cast<char>((new_length >> (8 * i)) & 0xFF);
+    padded += weights.substr(8, length) + std::string(pad, ' ') +
+              weights.substr(8 + length);
+    Write("model.safetensors", padded);
+    std::unique_ptr<Encoder> unaligned, aligned;
+    Status status = Encoder::Load(dir_, &unaligned);
+    ASSERT_TRUE(status.ok()) << status.ToString();
+    ASSERT_TRUE(Encoder::Load(source_, &aligned).ok());
+    EncoderOutput a, b;
+    ASSERT_TRUE(unaligned->Embed({"The bank of the river."}, {}, 1, &a).ok());
+    ASSERT_TRUE(aligned->Embed({"The bank of the river."}, {}, 1, &b).ok());
+    EXPECT_EQ(a.embeddings, b.embeddings) << "padding " << pad;
+  }
+}
+
 TEST(Encoder, MissingModelDirectory) {
   std::unique_ptr<Encoder> encoder;
   const Status status = Encoder::Load("/nonexistent/model", &encoder);

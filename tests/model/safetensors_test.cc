@@ -107,7 +107,9 @@ TEST(Safetensors, RefusesHugeHeaderLength) {
 TEST(Safetensors, RefusesMalformedJson) {
   ExpectError(MakeFile(R"({"a":)", 0), "not valid JSON");
   ExpectError(MakeFile(R"([1,2])", 0), "not a JSON object");
-  ExpectError(MakeFile(R"({"a":3})", 0), "entry is not an object");
+  ExpectError(MakeFile(R"({"a":3})", 0), "entry is neither an object");
+  ExpectError(MakeFile(R"({"a":["F32",[1]]})", 0), "entry is neither");
+  ExpectError(MakeFile("\xEF\xBB\xBF{}", 0), "byte-order mark");
 }
 
 TEST(Safetensors, RefusesUnknownDtypeAndBadFields) {
@@ -125,9 +127,13 @@ TEST(Safetensors, RefusesUnknownDtypeAndBadFields) {
       "data_offsets");
   ExpectError(
       MakeFile(
-          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", 4),
-      "unknown field 'x'");
+          R"({"a":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+          4),
+      "tensor 'a' has \"dtype\" twice");
   ExpectError(MakeFile(R"({"__metadata__":{"k":1}})", 0), "not a string");
+  ExpectError(MakeFile(R"({"__metadata__":[]})", 0), "not an object");
+  ExpectError(MakeFile(R"({"__metadata__":{},"__metadata__":{}})", 0),
+              "a second \"__metadata__\"");
 }
 
 TEST(Safetensors, RefusesShapeOverflowAndSizeMismatch) {
@@ -158,12 +164,83 @@ TEST(Safetensors, RefusesOverlapGapsAndTrailingBytes) {
       "tensors cover 4");
 }
 
-TEST(Safetensors, RefusesDuplicateNames) {
+// A name given twice keeps its last entry, as the reference's serde does:
+// the earlier entry's bytes then count for nothing.
+TEST(Safetensors, ANameGivenTwiceKeepsItsLastEntry) {
   ExpectError(
       MakeFile(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                8),
-      "duplicate tensor name 'a'");
+      "gap in the data buffer before tensor 'a'");
+  std::unique_ptr<SafetensorsFile> file;
+  ASSERT_TRUE(
+      ParseBytes(
+          MakeFile(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+                   R"("a":{"dtype":"I16","shape":[2],"data_offsets":[0,4]}})",
+                   4),
+          &file)
+          .ok());
+  ASSERT_EQ(file->tensors().size(), 1u);
+  EXPECT_EQ(file->Find("a")->dtype, StDType::kI16);
+}
+
+// What the reference library (huggingface/safetensors 0.8) loads, beyond
+// the files it writes: a header of any length (the data then unaligned),
+// JSON whitespace before the object, unknown fields, an entry as an array,
+// a null "__metadata__", and every dtype it knows, the sub-byte ones when
+// their tensors fill whole bytes.
+TEST(Safetensors, AcceptsEveryFileTheReferenceLoads) {
+  const std::string tensor =
+      R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  for (int pad = 0; pad < 8; ++pad) {
+    std::unique_ptr<SafetensorsFile> file;
+    const auto bytes = MakeFile("{" + tensor + "}" + std::string(pad, ' '), 8);
+    ASSERT_TRUE(ParseBytes(bytes, &file).ok()) << "padding " << pad;
+    EXPECT_EQ(file->Find("a")->bytes.data(),
+              bytes.data() + 8 + tensor.size() + 2 + pad);
+  }
+  for (
+      const std::string& header : std::vector<std::string>{
+          "\n\t {" + tensor + "}",
+          R"({"a":{"x":[{"y":1}],"dtype":"F32","shape":[2],"data_offsets":[0,8],"z":null}})",
+          R"({"a":["F32",[2],[0,8]]})",
+          R"({"__metadata__":null,)" + tensor + "}",
+          R"({"__metadata__":{"dtype":"F32"},)" + tensor + "}",
+      }) {
+    std::unique_ptr<SafetensorsFile> file;
+    const Status status = ParseBytes(MakeFile(header, 8), &file);
+    ASSERT_TRUE(status.ok()) << header << ": " << status.message();
+    EXPECT_EQ(file->Find("a")->shape, (std::vector<std::int64_t>{2}));
+  }
+  const struct {
+    const char* dtype;
+    StDType expected;
+    int elements, bytes;
+  } kinds[] = {{"F4", StDType::kF4, 6, 3},
+               {"F6_E2M3", StDType::kF6E2M3, 4, 3},
+               {"F6_E3M2", StDType::kF6E3M2, 8, 6},
+               {"F8_E8M0", StDType::kF8E8M0, 3, 3},
+               {"F8_E4M3FNUZ", StDType::kF8E4M3Fnuz, 3, 3},
+               {"F8_E5M2FNUZ", StDType::kF8E5M2Fnuz, 3, 3},
+               {"C64", StDType::kC64, 3, 24},
+               {"U64", StDType::kU64, 1, 8}};
+  for (const auto& kind : kinds) {
+    const std::string header =
+        std::string(R"({"t":{"dtype":")") + kind.dtype + R"(","shape":[)" +
+        std::to_string(kind.elements) + R"(],"data_offsets":[0,)" +
+        std::to_string(kind.bytes) + "]}}";
+    std::unique_ptr<SafetensorsFile> file;
+    ASSERT_TRUE(ParseBytes(MakeFile(header, kind.bytes), &file).ok()) << header;
+    EXPECT_EQ(file->Find("t")->dtype, kind.expected);
+    EXPECT_STREQ(StDTypeName(kind.expected), kind.dtype);
+  }
+  ExpectError(
+      MakeFile(R"({"t":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}})", 2),
+      "3 F4 elements do not fill whole bytes");
+  ExpectError(
+      MakeFile(R"({"t":{"dtype":"F6_E2M3","shape":[2],"data_offsets":[0,2]}})",
+               2),
+      "2 F6_E2M3 elements do not fill whole bytes");
 }
 
 TEST(Safetensors, OpenNamesTheFile) {

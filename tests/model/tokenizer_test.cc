@@ -134,12 +134,75 @@ TEST(Tokenizer, RefusesMalformedTokenizerJson) {
                "id must be in");
   expect_error(R"({"model": {"type": "WordPiece", "vocab": {"a": 0}}})",
                "has no [UNK]");
-  expect_error(R"({"nomodel": 1})", "unexpected structure");
+  expect_error(R"({"nomodel": 1})", "model: expected an object");
+  // Every field read is type- and range-checked, the message naming it.
+  const auto with = [](const std::string& model_fields,
+                       const std::string& rest = "") {
+    return std::string(R"({"model": {"type": "WordPiece", )") + model_fields +
+           R"(, "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}})" +
+           rest + "}";
+  };
+  for (const char* value : {"-1", "0", "1001", "1e3", "\"100\"", "null"})
+    expect_error(with(std::string(R"("max_input_chars_per_word": )") + value),
+                 "model.max_input_chars_per_word: expected an integer");
+  expect_error(with(R"("max_input_chars_per_word": -1)"),
+               "expected an integer in [1, 1000], got -1");
+  expect_error(with(R"("continuing_subword_prefix": 3)"),
+               "model.continuing_subword_prefix: expected a string, got 3");
+  expect_error(with(R"("unk_token": ["[UNK]"])"),
+               "model.unk_token: expected a string");
+  expect_error(with(R"("unk_token": "<unk>")"), "model.vocab has no <unk>");
+  expect_error(
+      with(R"("continuing_subword_prefix": "##")",
+           R"(, "normalizer": {"type": "BertNormalizer", "lowercase": 1})"),
+      "normalizer.lowercase: expected true or false, got 1");
+  expect_error(
+      with(
+          R"("continuing_subword_prefix": "##")",
+          R"(, "normalizer": {"type": "BertNormalizer", "strip_accents": "yes"})"),
+      "normalizer.strip_accents: expected true, false or null");
+  expect_error(with(R"("continuing_subword_prefix": "##")",
+                    R"(, "normalizer": {"type": "Lowercase"})"),
+               "normalizer.type: expected \"BertNormalizer\"");
+  expect_error(with(R"("continuing_subword_prefix": "##")",
+                    R"(, "added_tokens": [{"id": 4, "content": "[MASK]"}])"),
+               "added_tokens[0]: expected {\"content\": a string, \"id\": an "
+               "id in [0, 4)}");
+  expect_error(with(R"("continuing_subword_prefix": "##")",
+                    R"(, "added_tokens": [{"id": -1, "content": "[MASK]"}])"),
+               "added_tokens[0]");
+  expect_error(with(R"("continuing_subword_prefix": "##")",
+                    R"(, "added_tokens": [{"id": 1, "content": 5}])"),
+               "added_tokens[0]");
+  expect_error(with(R"("continuing_subword_prefix": "##")",
+                    R"(, "added_tokens": {"id": 1})"),
+               "added_tokens: expected an array");
   std::unique_ptr<Tokenizer> missing;
   const Status status =
       Tokenizer::FromJsonFile("/nonexistent/tokenizer.json", &missing);
-  EXPECT_NE(status.message().find("/nonexistent/tokenizer.json: cannot open"),
+  EXPECT_NE(status.message().find(
+                "/nonexistent/tokenizer.json: cannot open: No such file"),
+            std::string::npos)
+      << status.message();
+  EXPECT_NE(Tokenizer::FromJsonFile("/", &missing)
+                .message()
+                .find("/: is a directory"),
             std::string::npos);
+}
+
+// "normalizer": null is Hugging Face's "no normalizer": the text is split
+// as it is (no lowercasing, no accent stripping).
+TEST(Tokenizer, NullNormalizerLeavesTheTextAlone) {
+  std::unique_ptr<Tokenizer> tokenizer;
+  ASSERT_TRUE(Tokenizer::FromJsonText(
+                  R"({"normalizer": null, "model": {"type": "WordPiece",
+                      "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2,
+                                "[SEP]": 3, "Café": 4, "cafe": 5}}})",
+                  "null.json", &tokenizer)
+                  .ok());
+  Encoding encoding;
+  ASSERT_TRUE(tokenizer->Encode("Café cafe", 16, &encoding).ok());
+  EXPECT_EQ(encoding.ids, (std::vector<std::int32_t>{2, 4, 5, 3}));
 }
 
 }  // namespace
